@@ -1,0 +1,35 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    """The shared benchmark data: $ANYIR_DATA, else ../shared/data beside the project."""
+    return Path(os.environ.get("ANYIR_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    d = data_dir()
+    if not d.is_dir():
+        pytest.skip(f"benchmark data not found at {d} (set ANYIR_DATA)")
+    return d
+
+
+@pytest.fixture
+def tiny_model():
+    """anyir-tiny with random weights pushed away from the near-identity initialisation."""
+    from anyir_edge.models import create
+
+    torch.manual_seed(0)
+    m = create("anyir-tiny")
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return m.eval()

@@ -1,0 +1,141 @@
+"""The reference model: paper-faithful cost, any input size, exact fft modes, gradients."""
+import pytest
+import torch
+
+from anyir_edge.models import CONFIGS, create, get_config
+from anyir_edge.models.anyir import DAB, GatedDA, pad_to_multiple
+from anyir_edge.models.complexity import count_macs, count_params
+from anyir_edge.models.spectral import frequency_sum, irfft2_matmul, rfft2_matmul
+
+
+def test_anyir_matches_paper_table6():
+    m = create("anyir")
+    params = count_params(m)
+    macs = count_macs(m, 224)
+    assert abs(params - 6.29e6) / 6.29e6 <= 0.03, params
+    assert abs(macs - 19e9) / 19e9 <= 0.10, macs
+
+
+def test_tiny_budget():
+    m = create("anyir-tiny")
+    assert count_params(m) <= 1.5e6
+    assert count_macs(m, 224) <= 5e9
+    assert count_params(m) > 0.5e6  # still a real network, not a stub
+
+
+def test_macs_scale_with_area():
+    m = create("anyir-tiny")
+    assert count_macs(m, 64, 128) * 2 == pytest.approx(count_macs(m, 128, 128), rel=0.05)
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (3, 5), (7, 9), (8, 8), (17, 31), (64, 65)])
+def test_output_shape_equals_input(tiny_model, h, w):
+    x = torch.rand(2, 3, h, w)
+    with torch.no_grad():
+        y = tiny_model(x)
+    assert y.shape == x.shape
+    assert torch.isfinite(y).all()
+
+
+def test_bad_input_shape(tiny_model):
+    with pytest.raises(ValueError, match="expected a"):
+        tiny_model(torch.rand(1, 4, 8, 8))
+    with pytest.raises(ValueError, match="expected a"):
+        tiny_model(torch.rand(3, 8, 8))
+
+
+def test_pad_rule():
+    x = torch.arange(3 * 5, dtype=torch.float32).reshape(1, 1, 3, 5)
+    y = pad_to_multiple(x, 8)
+    assert y.shape[-2:] == (8, 8)
+    assert torch.equal(y[..., :3, :5], x)
+    # 5 -> 8 needs 3 < 5: reflect; 3 -> 8 needs 5 >= 3: replicate
+    assert torch.equal(y[0, 0, 0, 5:], x[0, 0, 0, [3, 2, 1]])
+    assert torch.equal(y[0, 0, 3:, 0], x[0, 0, 2, 0].repeat(5))
+
+
+@pytest.mark.parametrize("h,w", [(7, 9), (63, 65), (256, 256), (1, 1), (2, 3)])
+def test_spectral_ops_match_torch_fft(h, w):
+    torch.manual_seed(1)
+    a, g = torch.randn(2, 4, h, w), torch.randn(2, 4, h, w)
+    ref = torch.fft.rfft2(a)
+    re, im = rfft2_matmul(a)
+    scale = ref.abs().max().item()
+    assert (re - ref.real).abs().max() <= 1e-5 * scale + 1e-5
+    assert (im - ref.imag).abs().max() <= 1e-5 * scale + 1e-5
+    assert (irfft2_matmul(re, im, w) - a).abs().max() <= 1e-5
+    out = {m: frequency_sum(a, g, m) for m in ("fft", "fold", "matmul")}
+    assert out["fft"].shape == a.shape  # s=(H, W) keeps odd widths
+    for m in ("fold", "matmul"):
+        assert (out[m] - out["fft"]).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("h,w", [(7, 9), (63, 65), (256, 256)])
+def test_fft_modes_agree_on_model(tiny_model, h, w):
+    torch.manual_seed(2)
+    x = torch.rand(1, 3, h, w)
+    outs = {}
+    for mode in ("fft", "fold", "matmul"):
+        tiny_model.set_fft_mode(mode)
+        assert tiny_model.fft_mode == mode
+        with torch.no_grad():
+            outs[mode] = tiny_model(x)
+    assert (outs["fold"] - outs["fft"]).abs().max() <= 1e-5
+    assert (outs["matmul"] - outs["fft"]).abs().max() <= 1e-5
+
+
+def test_fft_mode_in_create_and_validation():
+    m = create("anyir-tiny", fft_mode="matmul")
+    assert {blk.fusion.fft_mode for blk in m.modules() if isinstance(blk, DAB)} == {"matmul"}
+    with pytest.raises(ValueError, match="unknown fft_mode"):
+        m.set_fft_mode("dft")
+    with pytest.raises(ValueError, match="did you mean 'anyir-tiny'"):
+        create("anyir-tyni")
+
+
+def test_every_parameter_gets_a_gradient(tiny_model):
+    tiny_model.train()
+    x = torch.rand(2, 3, 16, 24)
+    loss = (tiny_model(x) - x.flip(-1)).abs().mean()
+    loss.backward()
+    missing = [n for n, p in tiny_model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
+               or p.grad.abs().sum() == 0]
+    assert not missing, missing
+
+
+def test_gatedda_constant_map_has_finite_gradient():
+    # the deepest level of a tiny input is a 1x1 map: std over one pixel must not be NaN
+    g = GatedDA(8)
+    x = torch.randn(1, 8, 1, 1, requires_grad=True)
+    g(x).sum().backward()
+    assert torch.isfinite(x.grad).all()
+    with pytest.raises(ValueError, match="expansion must be 2"):
+        GatedDA(8, expansion=2.66)
+
+
+def test_eval_is_deterministic(tiny_model):
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        assert torch.equal(tiny_model(x), tiny_model(x))
+
+
+def test_skip_split_is_interleaved():
+    # the attention path must see only even channels: perturbing an odd channel changes the
+    # GatedDA input but not the attention input
+    blk = DAB(8, 1, get_config("anyir-tiny")).eval()
+    seen = {}
+    blk.attn.register_forward_hook(lambda m, i, o: seen.__setitem__("attn", i[0].clone()))
+    blk.gate.register_forward_hook(lambda m, i, o: seen.__setitem__("gate", i[0].clone()))
+    x = torch.randn(1, 8, 8, 8)
+    blk(x)
+    a0, g0 = seen["attn"], seen["gate"]
+    x2 = x.clone()
+    x2[:, 3] += 1.0
+    blk(x2)
+    assert torch.equal(seen["attn"], a0)
+    assert not torch.equal(seen["gate"], g0)
+    assert torch.equal(seen["gate"][:, [0, 2, 3]], g0[:, [0, 2, 3]])
+
+
+def test_registry_lists_both():
+    assert {"anyir", "anyir-tiny"} <= set(CONFIGS)
