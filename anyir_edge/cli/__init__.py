@@ -49,5 +49,7 @@ def _entry(prog: str, fn: Callable[[list[str] | None], int]) -> Callable[[], Non
 export_main = _entry("anyir-export", _pending("anyir-export", 4, "Export a model to ONNX / OpenVINO / TensorRT"))
 bench_main = _entry("anyir-bench", _pending("anyir-bench", 5, "Benchmark engines: latency, memory, parity"))
 restore_main = _entry("anyir-restore", _pending("anyir-restore", 4, "Restore images with a model or engine"))
-train_main = _entry("anyir-train", _pending("anyir-train", 3, "Train an AnyIR model"))
+from .train import main as _train  # noqa: E402
+
+train_main = _entry("anyir-train", _train)
 eval_main = _entry("anyir-eval", _pending("anyir-eval", 3, "Evaluate PSNR/SSIM on benchmark sets"))

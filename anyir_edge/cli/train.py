@@ -1,0 +1,45 @@
+"""``anyir-train``: all-in-one training from a YAML config plus overrides."""
+from __future__ import annotations
+
+import argparse
+
+from ..train.config import build_config
+
+EPILOG = """examples:
+  anyir-train --config anyir_edge/configs/anyir-tiny-cpu.yaml
+  anyir-train --config anyir_edge/configs/anyir-3deg.yaml --set batch_size=32 --set out=runs/full
+  anyir-train --config ... --resume              # continue runs/<out>/last.pt exactly
+  torchrun --nproc_per_node 4 -m anyir_edge.cli.train --config ...   # multi-GPU (DDP)
+Any config key can be overridden with --set KEY=VALUE (values parsed as YAML)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="anyir-train", description="Train an AnyIR model (PromptIR protocol defaults).",
+                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="YAML training config (see anyir_edge/configs/)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key (repeatable)")
+    ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    ap.add_argument("--max-iterations", type=int, help="stop after this many more iterations (checkpointed)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
+    args = ap.parse_args(argv)
+    if args.config is None and not args.overrides:
+        ap.error("give --config FILE (and/or --set KEY=VALUE overrides)")
+    cfg = build_config(args.config, args.overrides)
+    from ..train.trainer import Trainer
+
+    trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+    stats = trainer.fit(args.max_iterations)
+    if trainer.is_main:
+        print(f"anyir-train: stopped at iteration {trainer.iteration}; state in {trainer.ckpt_path}, "
+              f"EMA weights in {trainer.out / 'ema.safetensors'}; last stats: "
+              + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in stats.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from . import run
+
+    sys.exit(run("anyir-train", main))

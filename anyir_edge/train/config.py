@@ -1,0 +1,171 @@
+"""Training configuration: a YAML file plus ``key=value`` overrides.
+
+Defaults follow the PromptIR protocol used by AnyIR: 128x128 random crops with flips and
+rotations, L1 loss, AdamW at 2e-4, linear warm-up then cosine decay, batch 8 per GPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import AnyIRError
+
+
+class ConfigError(AnyIRError):
+    pass
+
+
+@dataclass
+class TaskSpec:
+    """One training task.
+
+    Either ``clean`` folders degraded on the fly with ``degrade`` (a spec such as ``noise`` or
+    ``haze+rain``, see :mod:`anyir_edge.degradations`; ``params`` fixes degradation
+    parameters), or ``paired`` folders each holding ``lq/`` and ``gt/`` with equal file names.
+    ``weight`` is the task's sampling weight.
+    """
+
+    name: str
+    weight: float = 1.0
+    clean: list[str] = field(default_factory=list)
+    degrade: str | None = None
+    params: dict = field(default_factory=dict)
+    paired: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainConfig:
+    model: str = "anyir"
+    model_overrides: dict = field(default_factory=dict)
+    data_root: str = "${ANYIR_DATA:../shared/data}"
+    tasks: list[TaskSpec] = field(default_factory=list)
+    val_tasks: list[TaskSpec] = field(default_factory=list)
+    val_crop: int = 256
+    val_images: int = 4
+    crop: int = 128
+    batch_size: int = 8  # global batch (split across DDP ranks)
+    iterations: int = 300_000
+    lr: float = 2e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup: int = 15_000
+    grad_clip: float = 0.0
+    fft_loss_weight: float = 0.0
+    ema_decay: float = 0.999
+    amp: bool = True  # CUDA only
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads on CPU; 0 = leave torch's default
+    workers: int = 0
+    log_every: int = 20
+    val_every: int = 1000
+    ckpt_every: int = 200
+    out: str = "runs/anyir"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _expand(value: str) -> str:
+    """``${VAR:default}`` -> environment value or default."""
+    if value.startswith("${") and value.endswith("}"):
+        var, _, default = value[2:-1].partition(":")
+        return os.environ.get(var, default)
+    return value
+
+
+def resolve_path(cfg: TrainConfig, folder: str) -> Path:
+    p = Path(folder)
+    return p if p.is_absolute() else Path(_expand(cfg.data_root)) / p
+
+
+def _coerce(name: str, value, default):
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{name}: expected true/false, got {value!r}")
+        return bool(value)
+    if isinstance(default, int) and not isinstance(default, bool):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if isinstance(default, tuple):
+        return tuple(value)
+    return value
+
+
+def _tasks(items, where: str) -> list[TaskSpec]:
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: expected a list of tasks")
+    known = {f.name for f in dataclasses.fields(TaskSpec)}
+    out = []
+    for i, t in enumerate(items):
+        if not isinstance(t, dict) or "name" not in t:
+            raise ConfigError(f"{where}[{i}]: a task needs at least a name")
+        bad = set(t) - known
+        if bad:
+            raise ConfigError(f"{where}[{i}] ({t['name']}): unknown field(s) {', '.join(sorted(bad))}")
+        spec = TaskSpec(**t)
+        if bool(spec.clean) == bool(spec.paired):
+            raise ConfigError(f"{where}[{i}] ({spec.name}): give either clean folders (+ degrade) or paired folders")
+        if spec.clean and not spec.degrade:
+            raise ConfigError(f"{where}[{i}] ({spec.name}): clean folders need a degrade spec")
+        if spec.weight <= 0:
+            raise ConfigError(f"{where}[{i}] ({spec.name}): weight must be > 0")
+        out.append(spec)
+    return out
+
+
+def build_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read ``path`` (YAML) and apply ``key=value`` overrides (values parsed as YAML)."""
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        raw[key.strip()] = yaml.safe_load(value)
+    defaults = TrainConfig()
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    kw = {}
+    for k, v in raw.items():
+        if k not in fields:
+            near = difflib.get_close_matches(k, fields, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ConfigError(f"unknown config key {k!r}{hint}")
+        if k in ("tasks", "val_tasks"):
+            kw[k] = _tasks(v, k)
+        elif k == "model_overrides":
+            kw[k] = dict(v or {})
+        else:
+            kw[k] = _coerce(k, v, getattr(defaults, k))
+    cfg = TrainConfig(**kw)
+    if not cfg.tasks:
+        raise ConfigError("no training tasks configured (tasks: [...])")
+    for name in ("crop", "batch_size", "iterations"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be >= 1")
+    return cfg

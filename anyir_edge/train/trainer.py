@@ -1,0 +1,232 @@
+"""The training loop: resumable, EMA, AMP on CUDA, DDP through torchrun.
+
+State lives in ``<out>/last.pt`` (model, EMA, optimizer, scheduler, AMP scaler, iteration,
+RNG states), written atomically every ``ckpt_every`` iterations and when the run is stopped
+(Ctrl-C / SIGTERM end the current iteration, save, and exit).  ``resume=True`` continues with
+identical state; because every batch is a function of (seed, iteration), the resumed run is
+bit-identical to an uninterrupted one on the same hardware.  The EMA weights are also
+exported as ``<out>/ema.safetensors`` (loadable with ``anyir_edge.load_model``).
+Validation PSNR goes to ``<out>/log.csv`` (one row per validation).
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ..errors import AnyIRError
+from ..models import create
+from ..models.checkpoint import save_model
+from .config import TrainConfig
+from .data import IterationSampler, TrainDataset, validation_set
+
+
+def lr_at(cfg: TrainConfig, it: int) -> float:
+    """Linear warm-up to ``lr`` then cosine decay to ``min_lr`` at ``iterations``."""
+    if cfg.warmup and it < cfg.warmup:
+        return cfg.lr * (it + 1) / cfg.warmup
+    t = (it - cfg.warmup) / max(1, cfg.iterations - cfg.warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def fft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    d = torch.fft.rfft2(pred.float()) - torch.fft.rfft2(target.float())
+    return d.abs().mean()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = F.mse_loss(a.clamp(0, 1), b).item()
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, device: str | None = None):
+        self.cfg = cfg
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.distributed = self.world > 1
+        if device is None:
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if cfg.threads and self.device.type == "cpu":
+            torch.set_num_threads(cfg.threads)
+        self.out = Path(cfg.out)
+        self.is_main = self.rank == 0
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.progress = progress and self.is_main
+
+        torch.manual_seed(cfg.seed)
+        self.model = create(cfg.model, **cfg.model_overrides).to(self.device)
+        self.ema = create(cfg.model, **cfg.model_overrides).to(self.device).eval()
+        self.ema.load_state_dict(self.model.state_dict())
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.iteration = 0
+        self.ckpt_path = self.out / "last.pt"
+        if resume:
+            self._load()
+        self.net = self.model
+        if self.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self._stop = False
+
+    # ---------------------------------------------------------------- state
+    def state(self) -> dict:
+        return {
+            "iteration": self.iteration,
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])},
+        }
+
+    def save(self) -> None:
+        if not self.is_main:
+            return
+        _atomic_torch_save(self.state(), self.ckpt_path)
+        save_model(self.ema, self.out / "ema.safetensors", metadata={"iteration": self.iteration})
+
+    def _load(self) -> None:
+        if not self.ckpt_path.is_file():
+            raise AnyIRError(f"{self.ckpt_path}: nothing to resume (no checkpoint in {self.out})")
+        try:
+            st = torch.load(self.ckpt_path, map_location=self.device, weights_only=True)
+            self.model.load_state_dict(st["model"])
+            self.ema.load_state_dict(st["ema"])
+            self.opt.load_state_dict(st["optimizer"])
+            self.scaler.load_state_dict(st["scaler"])
+        except Exception as e:  # corrupt file or a different model config
+            raise AnyIRError(f"{self.ckpt_path}: cannot resume ({str(e).splitlines()[0][:160]})") from None
+        self.iteration = int(st["iteration"])
+        torch.set_rng_state(st["rng"]["torch"].cpu())
+        random.setstate((3, tuple(st["rng"]["python"]), None))
+
+    # ---------------------------------------------------------------- loop
+    def _on_signal(self, signum, frame) -> None:
+        self._stop = True
+
+    @torch.no_grad()
+    def validate(self, val) -> dict[str, float]:
+        per: dict[str, list[float]] = {}
+        for task, lq, gt in val:
+            out = self.ema(lq.to(self.device))
+            per.setdefault(task, []).append(psnr(out.cpu(), gt))
+        res = {k: float(np.mean(v)) for k, v in per.items()}
+        if res:
+            res["mean"] = float(np.mean(list(res.values())))
+        return res
+
+    def log_fields(self) -> list[str]:
+        val = [f"val_psnr_{t.name}" for t in self.cfg.val_tasks]
+        return ["time", "iteration", "loss", "lr", "sec_per_it"] + val + (["val_psnr_mean"] if val else [])
+
+    def _log(self, row: dict) -> None:
+        path = self.out / "log.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.log_fields(), restval="")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def _ema_update(self) -> None:
+        d = self.cfg.ema_decay
+        with torch.no_grad():
+            for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
+                pe.lerp_(pm.detach(), 1.0 - d)
+            for be, bm in zip(self.ema.buffers(), self.model.buffers()):
+                be.copy_(bm)
+
+    def step(self, lq: torch.Tensor, gt: torch.Tensor) -> float:
+        cfg = self.cfg
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(cfg, self.iteration)
+        lq, gt = lq.to(self.device, non_blocking=True), gt.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            pred = self.net(lq)
+            loss = F.l1_loss(pred.float(), gt)
+            if cfg.fft_loss_weight:
+                loss = loss + cfg.fft_loss_weight * fft_loss(pred, gt)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self._ema_update()
+        self.iteration += 1
+        return loss.item()
+
+    def fit(self, max_iterations: int | None = None) -> dict:
+        """Train until ``cfg.iterations`` (or ``max_iterations`` more); returns the last stats."""
+        cfg = self.cfg
+        end = cfg.iterations if max_iterations is None else min(cfg.iterations, self.iteration + max_iterations)
+        sampler = IterationSampler(self.iteration, end, cfg.batch_size, self.rank, self.world)
+        loader = DataLoader(TrainDataset(cfg), batch_size=sampler.local, sampler=sampler,
+                            num_workers=cfg.workers, persistent_workers=False)
+        val = validation_set(cfg) if (self.is_main and cfg.val_tasks) else []
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=end, initial=self.iteration, unit="it", dynamic_ncols=True)
+        stats: dict = {"iteration": self.iteration}
+        t0, losses = time.time(), []
+        try:
+            for lq, gt in loader:
+                losses.append(self.step(lq, gt))
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr_at(cfg, self.iteration):.2e}")
+                done = self.iteration >= end
+                if self.iteration % cfg.log_every == 0 or done:
+                    stats = {"iteration": self.iteration, "loss": float(np.mean(losses)),
+                             "lr": lr_at(cfg, self.iteration - 1), "sec_per_it": (time.time() - t0) / len(losses)}
+                    if val and (self.iteration % cfg.val_every == 0 or done):
+                        stats.update({f"val_psnr_{k}": v for k, v in self.validate(val).items()})
+                    if self.is_main and (("val_psnr_mean" in stats) or self.iteration % cfg.log_every == 0):
+                        self._log({"time": round(time.time(), 1), **stats})
+                    t0, losses = time.time(), []
+                if self.iteration % cfg.ckpt_every == 0 or done or self._stop:
+                    self.save()
+                if self._stop or done:
+                    break
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            if bar is not None:
+                bar.close()
+        return stats

@@ -1,0 +1,169 @@
+"""Training: config validation, loss goes down, bit-exact resume, DDP (gloo) == single process."""
+import os
+import socket
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from anyir_edge.errors import AnyIRError
+from anyir_edge.train.config import ConfigError, build_config
+from anyir_edge.train.data import IterationSampler, TrainDataset
+from anyir_edge.train.trainer import Trainer, lr_at
+
+MICRO = {"dim": 8, "enc_blocks": [1, 1, 1, 1], "dec_blocks": [1, 1, 1], "refine_blocks": 1}
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    """A tiny clean folder and a paired folder made from smooth random images."""
+    rng = np.random.default_rng(0)
+    clean = tmp_path / "data" / "clean"
+    clean.mkdir(parents=True)
+    for i in range(3):
+        img = cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (40, 36), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(clean / f"{i}.png"), img)
+    for sub in ("lq", "gt"):
+        (tmp_path / "data" / "pairs" / sub).mkdir(parents=True)
+    for i in range(2):
+        gt = cv2.resize(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8), (32, 32), interpolation=cv2.INTER_CUBIC)
+        lq = np.clip(gt.astype(int) + 40, 0, 255).astype(np.uint8)
+        cv2.imwrite(str(tmp_path / "data" / "pairs" / "gt" / f"p{i}.png"), gt)
+        cv2.imwrite(str(tmp_path / "data" / "pairs" / "lq" / f"p{i}.png"), lq)
+    return tmp_path / "data"
+
+
+def _cfg(data_root, out, **kw):
+    cfg_yaml = out.parent / f"{out.name}.yaml"
+    cfg_yaml.write_text(
+        "model: anyir-tiny\n"
+        f"model_overrides: {MICRO}\n"
+        f"data_root: {data_root}\n"
+        "tasks:\n"
+        "  - {name: noise, clean: [clean], degrade: noise, weight: 2}\n"
+        "  - {name: pairs, paired: [pairs]}\n"
+        "val_tasks:\n"
+        "  - {name: noise25, clean: [clean], degrade: noise, params: {noise: {sigma: 25}}}\n"
+    )
+    base = {"crop": 24, "batch_size": 4, "iterations": 8, "warmup": 2, "lr": 1e-3, "ckpt_every": 100,
+            "val_every": 4, "log_every": 2, "val_crop": 32, "val_images": 2, "out": str(out), "threads": 1}
+    base.update(kw)
+    return build_config(cfg_yaml, [f"{k}={v}" for k, v in base.items()])
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        build_config(tmp_path / "nope.yaml")
+    p = tmp_path / "c.yaml"
+    p.write_text("tasks: [{name: a, clean: [x], degrade: noise}]\nbatch_sise: 4\n")
+    with pytest.raises(ConfigError, match="did you mean 'batch_size'"):
+        build_config(p)
+    p.write_text("tasks: [{name: a, clean: [x]}]\n")
+    with pytest.raises(ConfigError, match="need a degrade"):
+        build_config(p)
+    p.write_text("tasks: [{name: a, clean: [x], degrade: noise}]\n")
+    with pytest.raises(ConfigError, match="expected an integer"):
+        build_config(p, ["crop=big"])
+
+
+def test_lr_schedule():
+    cfg = build_config(None, ["tasks=[{name: a, clean: [x], degrade: noise}]", "iterations=100", "warmup=10",
+                              "lr=1e-3", "min_lr=0"])
+    assert lr_at(cfg, 0) == pytest.approx(1e-4)
+    assert lr_at(cfg, 9) == pytest.approx(1e-3)
+    assert lr_at(cfg, 55) == pytest.approx(5e-4)
+    assert lr_at(cfg, 100) == pytest.approx(0, abs=1e-12)
+
+
+def test_samples_are_a_function_of_index(data_root, tmp_path):
+    cfg = _cfg(data_root, tmp_path / "r")
+    a, b = TrainDataset(cfg), TrainDataset(cfg)
+    for i in (0, 5, 123):
+        assert all(torch.equal(u, v) for u, v in zip(a[i], b[i]))
+    assert not torch.equal(a[0][1], a[1][1])
+    lq, gt = a[0]
+    assert lq.shape == gt.shape == (3, 24, 24) and lq.dtype == torch.float32
+    s = IterationSampler(2, 4, 4, rank=1, world=2)
+    assert list(s) == [10, 11, 14, 15]
+
+
+def test_loss_decreases_and_resume_is_bit_exact(data_root, tmp_path):
+    torch.set_num_threads(1)
+    full = Trainer(_cfg(data_root, tmp_path / "full", iterations=12, lr=2e-3), progress=False)
+    stats = full.fit()
+    assert full.iteration == 12
+    log = (tmp_path / "full" / "log.csv").read_text().splitlines()
+    losses = [float(r.split(",")[2]) for r in log[1:]]
+    assert losses[-1] < losses[0], losses
+    assert "val_psnr_noise25" in stats and "val_psnr_mean" in log[0]
+
+    part = Trainer(_cfg(data_root, tmp_path / "part", iterations=12, lr=2e-3), progress=False)
+    part.fit(max_iterations=5)
+    assert part.iteration == 5
+    resumed = Trainer(_cfg(data_root, tmp_path / "part", iterations=12, lr=2e-3), resume=True, progress=False)
+    assert resumed.iteration == 5
+    resumed.fit()
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    for k, v in full.ema.state_dict().items():
+        assert torch.equal(v, resumed.ema.state_dict()[k]), k
+    # the exported EMA weights load as a normal model
+    from anyir_edge import load_model
+
+    m = load_model(tmp_path / "part" / "ema.safetensors")
+    assert m.config.dim == 8
+
+
+
+def test_resume_without_checkpoint_is_an_error(data_root, tmp_path):
+    with pytest.raises(AnyIRError, match="nothing to resume"):
+        Trainer(_cfg(data_root, tmp_path / "empty"), resume=True, progress=False)
+
+
+def test_cli_help_and_bad_config(tmp_path):
+    r = subprocess.run(["anyir-train", "--config", str(tmp_path / "missing.yaml")], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "config file not found" in r.stderr
+
+
+DDP_SCRIPT = r"""
+import os, sys, torch, torch.distributed as dist
+sys.path.insert(0, {root!r})
+from tests.test_train import _cfg
+from pathlib import Path
+from anyir_edge.train.trainer import Trainer
+from anyir_edge.train.data import IterationSampler, TrainDataset
+from torch.utils.data import DataLoader
+torch.set_num_threads(1)
+t = Trainer(_cfg(Path({data!r}), Path({out!r}), iterations=1), progress=False)
+cfg = t.cfg
+s = IterationSampler(0, 1, cfg.batch_size, t.rank, t.world)
+lq, gt = next(iter(DataLoader(TrainDataset(cfg), batch_size=s.local, sampler=s)))
+loss = torch.nn.functional.l1_loss(t.net(lq), gt)
+loss.backward()
+if t.rank == 0:
+    torch.save({{k: p.grad for k, p in t.model.named_parameters()}}, {grads!r})
+if dist.is_initialized(): dist.destroy_process_group()
+"""
+
+
+def test_ddp_gloo_matches_single_process(data_root, tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    grads = {}
+    for world in (1, 2):
+        script = tmp_path / f"ddp{world}.py"
+        out = tmp_path / f"ddp{world}"
+        g = tmp_path / f"grads{world}.pt"
+        script.write_text(DDP_SCRIPT.format(root=root, data=str(data_root), out=str(out), grads=str(g)))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={world}", "--master_addr=127.0.0.1",
+               f"--master_port={port}", str(script)]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
+        assert r.returncode == 0, r.stderr[-2000:]
+        grads[world] = torch.load(g)
+    for k, v in grads[1].items():
+        torch.testing.assert_close(grads[2][k], v, rtol=1e-4, atol=1e-6, msg=k)
