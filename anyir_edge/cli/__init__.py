@@ -52,4 +52,6 @@ restore_main = _entry("anyir-restore", _pending("anyir-restore", 4, "Restore ima
 from .train import main as _train  # noqa: E402
 
 train_main = _entry("anyir-train", _train)
-eval_main = _entry("anyir-eval", _pending("anyir-eval", 3, "Evaluate PSNR/SSIM on benchmark sets"))
+from .eval import main as _eval  # noqa: E402
+
+eval_main = _entry("anyir-eval", _eval)
