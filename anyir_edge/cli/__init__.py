@@ -46,9 +46,9 @@ def _entry(prog: str, fn: Callable[[list[str] | None], int]) -> Callable[[], Non
     return entry
 
 
-export_main = _entry("anyir-export", _pending("anyir-export", 4, "Export a model to ONNX / OpenVINO / TensorRT"))
+export_main = _entry("anyir-export", lambda argv=None: __import__("anyir_edge.cli.export", fromlist=["main"]).main(argv))
 bench_main = _entry("anyir-bench", _pending("anyir-bench", 5, "Benchmark engines: latency, memory, parity"))
-restore_main = _entry("anyir-restore", _pending("anyir-restore", 4, "Restore images with a model or engine"))
+restore_main = _entry("anyir-restore", lambda argv=None: __import__("anyir_edge.cli.restore", fromlist=["main"]).main(argv))
 from .train import main as _train  # noqa: E402
 
 train_main = _entry("anyir-train", _train)

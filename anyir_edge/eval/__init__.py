@@ -28,6 +28,7 @@ import numpy as np
 from .. import degradations as D
 from ..errors import AnyIRError
 from ..metrics import psnr, quantize, ssim
+from ..runtime.io import IMAGE_SUFFIXES, read_rgb8
 
 DATA_ENV = "ANYIR_DATA"
 
@@ -58,13 +59,6 @@ SETS: dict[str, EvalSet] = {
 }
 
 
-def _read(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise AnyIRError(f"{path}: unreadable or corrupt image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def resolve_sets(names: list[str]) -> list[EvalSet]:
     out = []
     for n in names:
@@ -90,20 +84,20 @@ def load_pairs(s: EvalSet, data_root: Path, seed: int = 0, limit: int | None = N
         gt_dir, lq_dir = root / "gt", root / "lq"
         if not gt_dir.is_dir() or not lq_dir.is_dir():
             raise AnyIRError(f"{root}: expected lq/ and gt/ folders for set {s.name!r} (data root: set --data or {DATA_ENV})")
-        files = sorted(p for p in gt_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif"))
+        files = sorted(p for p in gt_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     else:
         if not root.is_dir():
             raise AnyIRError(f"{root}: folder for set {s.name!r} not found (set --data or {DATA_ENV})")
-        files = sorted(p for p in root.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".tif"))
+        files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise AnyIRError(f"{root}: no images for set {s.name!r}")
     for p in files[:limit]:
-        gt = _read(p)
+        gt = read_rgb8(p)
         if s.degrade is None:
             lq_path = lq_dir / p.name
             if not lq_path.is_file():
                 raise AnyIRError(f"{lq_path}: missing degraded image for {p.name}")
-            lq = _read(lq_path)
+            lq = read_rgb8(lq_path)
             if lq.shape != gt.shape:
                 raise AnyIRError(f"{lq_path}: size differs from its ground truth")
         else:

@@ -87,7 +87,7 @@ class LayerNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, (x.shape[-1],), self.weight, self.bias, self.eps)
+        x = F.layer_norm(x, tuple(self.weight.shape), self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
 
 

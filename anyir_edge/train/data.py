@@ -12,15 +12,15 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from .. import degradations as D
+from ..runtime import io
+from ..runtime.io import IMAGE_SUFFIXES
 from .config import ConfigError, TaskSpec, TrainConfig, resolve_path
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -32,13 +32,8 @@ def list_images(folder: Path) -> list[Path]:
     return files
 
 
-@functools.lru_cache(maxsize=None)
-def read_rgb8(path: Path) -> np.ndarray:
-    """An 8-bit RGB HxWx3 image (gray is expanded, alpha dropped); cached, do not modify."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ConfigError(f"{path}: unreadable or corrupt image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+# decoded once per process: clean images are re-cropped many times (do not modify them)
+read_rgb8 = functools.lru_cache(maxsize=None)(io.read_rgb8)
 
 
 @dataclass

@@ -1,0 +1,165 @@
+"""``anyir-restore INPUT... -o OUTPUT``: restore image files with a model or an engine.
+
+Inputs are files, folders (their image files, not recursive) and globs (quoted globs are
+expanded here, ``**`` included).  Each output is written atomically (temporary file +
+rename) as OUTPUT/<input name> in the input's format (``--ext`` changes it); a single input
+with an output path that has an image suffix is written to exactly that file.  An output
+that would replace an input is refused.  Each failure is one line on stderr and no output
+file; the exit code is 1 if any input failed.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+from pathlib import Path
+
+from ..errors import AnyIRError
+
+DEFAULT_MODEL = "anyir-tiny"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="anyir-restore", description="Restore images (denoise, derain, dehaze, ...) "
+                                "with an AnyIR model or exported engine.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output folder (or file, for one input)")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
+                   help="shipped model name, checkpoint (.safetensors/.pth), .onnx or .xml (default: the shipped anyir-tiny)")
+    p.add_argument("--backend", default=None, choices=["torch", "onnxruntime", "ort", "openvino"],
+                   help="engine (default: from the model's suffix)")
+    p.add_argument("--device", default=None, help="torch: cpu/cuda; onnxruntime: auto/cpu/cuda/tensorrt; openvino: CPU/GPU")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
+    p.add_argument("--tile", type=int, default=None, metavar="N",
+                   help="tile size in pixels (default: automatic from --memory-limit; 0 = never tile)")
+    p.add_argument("--overlap", type=int, default=None, metavar="N", help="tile overlap in pixels (default 32)")
+    p.add_argument("--memory-limit", type=float, default=None, metavar="MB",
+                   help="activation memory budget that decides tiling (default 1024, or $ANYIR_MEMORY_LIMIT_MB)")
+    p.add_argument("--ext", default=None, help="output format by extension (png, jpg, tif, ...); default: keep the input's")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    return p
+
+
+def expand_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
+    """(image files, error lines) from files, folders and globs, in order, without duplicates."""
+    from ..runtime.io import IMAGE_SUFFIXES
+
+    files, errors, seen = [], [], set()
+
+    def add(p: Path):
+        key = os.path.realpath(p)
+        if key not in seen:
+            seen.add(key)
+            files.append(p)
+
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                errors.append(f"{item}: folder holds no image files")
+            for q in found:
+                add(q)
+        elif p.exists():
+            add(p)
+        elif glob.has_magic(item):
+            found = sorted(Path(q) for q in glob.glob(item, recursive=True) if Path(q).is_file())
+            if not found:
+                errors.append(f"{item}: no file matches")
+            for q in found:
+                add(q)
+        else:
+            errors.append(f"{item}: no such file or directory")
+    return files, errors
+
+
+def plan_outputs(files: list[Path], output: str, ext: str | None) -> tuple[list[tuple[Path, Path | None, str | None]], Path]:
+    """[(input, output path or None, error or None)]."""
+    from ..runtime.io import IMAGE_SUFFIXES
+
+    out = Path(output)
+    ext = None if ext is None else "." + ext.lower().lstrip(".")
+    if ext is not None and ext not in IMAGE_SUFFIXES:
+        raise AnyIRError(f"--ext {ext[1:]}: unsupported output format (known: {', '.join(s[1:] for s in IMAGE_SUFFIXES)})")
+    single_file = len(files) == 1 and out.suffix.lower() in IMAGE_SUFFIXES and not out.is_dir()
+    if out.exists() and not out.is_dir() and not single_file:
+        raise AnyIRError(f"-o {output}: exists and is not a folder")
+    inputs = {os.path.realpath(f) for f in files}
+    taken: dict[str, Path] = {}
+    plan = []
+    for f in files:
+        target = out if single_file else out / (f.stem + (ext or f.suffix))
+        key = os.path.realpath(target)
+        if key in inputs:
+            plan.append((f, None, f"{f}: output {target} would overwrite an input; choose another -o folder"))
+        elif key in taken:
+            plan.append((f, None, f"{f}: output {target} is also the output of {taken[key]}"))
+        else:
+            taken[key] = f
+            plan.append((f, target, None))
+    return plan, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..runtime import Restorer
+    from ..runtime.io import read_image, write_image
+
+    prog = "anyir-restore"
+    files, errors = expand_inputs(args.inputs)
+    plan, _ = plan_outputs(files, args.output, args.ext)
+    for line in errors:
+        print(f"{prog}: error: {line}", file=sys.stderr)
+    failed = len(errors)
+    todo = [(f, t) for f, t, err in plan if err is None]
+    for f, t, err in plan:
+        if err:
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            failed += 1
+    if not todo:
+        if not failed:
+            raise AnyIRError("no input images")
+        print(f"{prog}: {failed} input(s) failed, nothing restored", file=sys.stderr)
+        return 1
+    kw = {}
+    if args.tile is not None:
+        kw["tile"] = args.tile
+    if args.overlap is not None:
+        kw["overlap"] = args.overlap
+    if args.memory_limit is not None:
+        kw["memory_limit"] = int(args.memory_limit * 2**20)
+    restorer = Restorer.open(args.model, backend=args.backend, device=args.device, threads=args.threads, **kw)
+    from tqdm import tqdm
+
+    done = 0
+    bar = tqdm(todo, desc=prog, unit="img", disable=True if args.quiet else None, file=sys.stderr, leave=False)
+    for src, dst in bar:
+        try:
+            img = read_image(src)
+            if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha (rare decoders)
+                raise AnyIRError(f"{src}: 2-channel images are not supported")
+            out = restorer.restore(img, bgr=img.ndim == 3 and img.shape[2] in (3, 4))
+            write_image(dst, out)
+            done += 1
+        except AnyIRError as e:
+            msg = str(e)
+            if not msg.startswith(str(src)):
+                msg = f"{src}: {msg}"
+            tqdm.write(f"{prog}: error: {msg}", file=sys.stderr)
+            failed += 1
+        except MemoryError:
+            tqdm.write(f"{prog}: error: {src}: out of memory (try --tile 512 or a lower --memory-limit)", file=sys.stderr)
+            failed += 1
+    bar.close()
+    print(f"restored {done} image(s) into {args.output} with {restorer.describe()}")
+    if failed:
+        print(f"{prog}: {failed} input(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    from . import run
+
+    sys.exit(run("anyir-restore", main))

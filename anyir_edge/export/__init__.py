@@ -1,0 +1,207 @@
+"""Export AnyIR to engines, each verified against the PyTorch reference.
+
+>>> from anyir_edge.export import export
+>>> res = export("model.safetensors", to="onnx", output="out/")   # -> out/model.onnx
+>>> res.certificate["summary"]["psnr_min"]
+
+Pipeline (ONNX): trace the unpadded network (``forward_padded``) with dynamic batch/height/
+width -> ``onnx.checker`` -> simplify (onnxsim, else onnxslim, else unsimplified, with a
+warning) -> stamp ``metadata_props`` -> parity against ``forward`` with ``fft_mode="fft"``
+on the shipped assets (run by onnxruntime at sizes other than the export sample, which
+also proves the dynamic H/W) -> ``NAME.onnx`` + ``NAME.parity.json``.  Every file is written
+to a temporary name and renamed.  An engine below the parity gate (60 dB fp32 by default)
+never reaches ``NAME.onnx``: it is kept as ``NAME.rejected.onnx`` with its certificate
+``NAME.rejected.parity.json`` and :class:`ParityError` is raised (a previous good
+``NAME.onnx`` is left untouched).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .formats import FORMATS, ExportError, Format, ParityError, check_flags, resolve, resolve_fft
+from .parity import DEFAULT_THRESHOLD_DB, certify, parity_inputs, write_json
+
+__all__ = [
+    "FORMATS", "DEFAULT_THRESHOLD_DB", "ExportError", "ExportResult", "Format", "ParityError", "certify",
+    "export", "load_for_export", "parity_inputs", "resolve", "verify",
+]
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    certificate_path: Path
+    certificate: dict
+    format: str
+    fft: str
+    extra_files: list[Path] = field(default_factory=list)
+
+
+def _log_default(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def load_for_export(model_or_path):
+    """(model, output stem, source description) from a model, a shipped name or a checkpoint."""
+    from ..models import CONFIGS
+    from ..models.anyir import AnyIR
+    from ..models.checkpoint import load_model
+
+    if isinstance(model_or_path, AnyIR):
+        return model_or_path.eval(), model_or_path.name or "anyir", None
+    key = str(model_or_path)
+    model = load_model(key)
+    if key in CONFIGS and not Path(key).exists():
+        return model, key, f"shipped:{key}"
+    return model, Path(key).stem, Path(key).name
+
+
+def output_path(output, stem: str, fmt: Format) -> Path:
+    if output is None:
+        return Path.cwd() / f"{stem}{fmt.suffix}"
+    s = str(output)
+    p = Path(s)
+    if p.is_dir() or s.endswith(("/", os.sep)) or not p.suffix:
+        return p / f"{stem}{fmt.suffix}"
+    if p.suffix.lower() != fmt.suffix:
+        raise ExportError(f"--output {s}: a {fmt.name} export is written as *{fmt.suffix} (or give a directory)")
+    return p
+
+
+def sidecar(path: Path, what: str) -> Path:
+    """NAME.<what> beside NAME.<suffix> (e.g. NAME.parity.json, NAME.rejected.onnx)."""
+    return path.with_name(path.name[: -len(path.suffix)] + what)
+
+
+def _trt_unavailable(fmt: Format) -> ExportError:
+    try:
+        import tensorrt  # noqa: F401
+
+        have_trt = True
+    except Exception:
+        have_trt = False
+    try:
+        import torch
+
+        have_gpu = torch.cuda.is_available()
+    except Exception:
+        have_gpu = False
+    why = []
+    if not have_trt:
+        why.append("TensorRT is not installed")
+    if not have_gpu:
+        why.append("no CUDA GPU found")
+    if not why:
+        why.append("the TensorRT builder is not implemented yet (issue #6)")
+    return ExportError(f"--to {fmt.name} is unavailable: {' and '.join(why)}; on an NVIDIA machine run "
+                       f"pip install anyir-edge[gpu] (TensorRT export: issue #{fmt.issue})")
+
+
+def verify(engine_path, model, inputs=None, threshold: float = DEFAULT_THRESHOLD_DB, threads: int | None = None,
+           **info) -> dict:
+    """Parity certificate of an existing engine file against ``model`` (nothing written)."""
+    from ..runtime import Restorer
+
+    import torch
+
+    old = torch.get_num_threads()
+    if threads:  # the reference forward too: a shared machine punishes oversubscribed threads
+        torch.set_num_threads(int(threads))
+    try:
+        with Restorer.open(str(engine_path), device="cpu", threads=threads) as r:
+            return certify(r, model, inputs=inputs, threshold=threshold, engine=Path(engine_path).name, **info)
+    finally:
+        torch.set_num_threads(old)
+
+
+def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: int | None = None,
+           simplify: bool | None = None, half: bool | None = None, workspace: int | None = None,
+           dynamic: bool | None = None, inputs=None, threshold: float = DEFAULT_THRESHOLD_DB,
+           threads: int | None = None, log=_log_default) -> ExportResult:
+    """Export ``model`` (an AnyIR module, a shipped name or a checkpoint path) ``to`` a format.
+
+    Options left as None are defaults; options given for a target that does not accept them
+    are refused (:mod:`anyir_edge.export.formats`).  ``inputs`` overrides the parity inputs
+    (list of (name, degradation, seed, float32 HxWx3)); ``threads`` sets the engine's intra-op
+    threads for the parity run (default: physical cores).  Raises :class:`ExportError` /
+    :class:`ParityError` with one-line messages.
+    """
+    fmt = resolve(to)
+    check_flags(fmt, {"fft": fft, "opset": opset, "simplify": simplify, "half": half, "workspace": workspace,
+                      "dynamic": dynamic})
+    strategy = resolve_fft(fmt, fft, linear=True)  # AnyIR's frequency path is linear
+    if opset is not None and opset < 17:
+        raise ExportError(f"--opset {opset}: AnyIR needs opset >= 17 (LayerNormalization)")
+    if fmt.gpu or fmt.issue:
+        raise _trt_unavailable(fmt)
+    if fmt.name == "openvino":
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            raise ExportError("--to openvino needs OpenVINO: pip install anyir-edge[openvino]") from None
+    net, stem, source = load_for_export(model)
+    final = output_path(output, stem, fmt)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if inputs is None:
+        inputs = parity_inputs()
+    work = Path(tempfile.mkdtemp(prefix=f".{stem}.export-", dir=final.parent))
+    try:
+        return _export(fmt, net, stem, source, final, work, strategy, opset, simplify is not False,
+                       dynamic is not False, inputs, threshold, threads, log)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _export(fmt, net, stem, source, final, work, strategy, opset, do_simplify, dynamic, inputs, threshold, threads,
+            log):
+    from . import onnx_export
+
+    onnx_tmp = work / f"{stem}.onnx"
+    log(f"exporting {net.name or stem} to ONNX (fft={strategy}) ...")
+    exporter, opset = onnx_export.trace(net, str(onnx_tmp), strategy, opset=opset, dynamic=dynamic)
+    meta = onnx_export.metadata(net, strategy, exporter, opset, source)
+    info = onnx_export.finalize(str(onnx_tmp), meta, do_simplify=do_simplify, log=log)
+    if dynamic and any(not isinstance(d, str) for d in (info["input_dims"][0], *info["input_dims"][2:])):
+        raise ExportError(f"the exported graph has static input dims {info['input_dims']} although dynamic axes were asked")
+    engine_tmp, extra = onnx_tmp, []
+    if fmt.name == "openvino":
+        from .openvino_export import convert
+
+        engine_tmp = work / f"{stem}.xml"
+        extra = convert(onnx_tmp, engine_tmp, meta)
+    log(f"checking parity against the PyTorch reference on {len(inputs)} inputs ...")
+    cert = verify(engine_tmp, net, inputs=inputs, threshold=threshold, threads=threads, format=fmt.name, fft=strategy,
+                  exporter=exporter, opset=info["opset"], simplifier=info["simplifier"] or "none",
+                  input_name=onnx_export.INPUT_NAME, output_name=onnx_export.OUTPUT_NAME,
+                  input_dims=info["input_dims"], export_sample_shape=list(onnx_export.SAMPLE_SHAPE))
+    psnr = cert["summary"]["psnr_min"]
+    companions = [p for p in extra]  # e.g. OpenVINO's .bin beside the .xml
+    if not cert["passed"]:
+        rejected = sidecar(final, ".rejected" + final.suffix)
+        cert["engine"] = rejected.name
+        cert["rejected"] = True
+        _place(engine_tmp, rejected, companions)
+        cert_path = write_json(sidecar(final, ".rejected.parity.json"), cert)
+        raise ParityError(f"parity {psnr:.2f} dB is below the {threshold:g} dB gate: engine rejected, kept as "
+                          f"{rejected} (certificate {cert_path.name}); {final.name} was not written")
+    cert["engine"] = final.name
+    cert_path = write_json(sidecar(final, ".parity.json"), cert)
+    placed = _place(engine_tmp, final, companions)
+    log(f"wrote {final} (parity {psnr:.1f} dB min, SSIM {cert['summary']['ssim_min']:.6f}) and {cert_path.name}")
+    return ExportResult(final, cert_path, cert, fmt.name, strategy, placed)
+
+
+def _place(src: Path, dst: Path, companions: list[Path]) -> list[Path]:
+    """Rename ``src`` (and same-stem companions such as .bin) to ``dst`` atomically per file."""
+    out = []
+    for comp in companions:
+        target = dst.with_suffix(comp.suffix)
+        os.replace(comp, target)
+        out.append(target)
+    os.replace(src, dst)
+    return out

@@ -1,0 +1,104 @@
+"""The export targets as one table (in the spirit of Ultralytics' exporter).
+
+Each :class:`Format` row says its name, aliases, file suffix, the export flags it accepts,
+which ``--fft`` strategies it can run and whether it needs an NVIDIA GPU.
+:func:`resolve` maps a user's ``--to`` (aliases, any case) to a row, with a "did you mean"
+for typos; :func:`check_flags` refuses a flag the target does not support.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from ..errors import AnyIRError
+
+
+class ExportError(AnyIRError):
+    """An export that cannot be done (unknown target, refused flag, missing tool, failed step)."""
+
+
+class ParityError(ExportError):
+    """An exported engine whose output does not match the PyTorch reference."""
+
+
+FFT_STRATEGIES = ("auto", "fold", "matmul", "dft")
+# every export flag, for the refusal message: flag -> its command-line spelling
+FLAGS = {
+    "fft": "--fft", "opset": "--opset", "simplify": "--no-simplify", "half": "--half",
+    "workspace": "--workspace", "dynamic": "--static",
+}
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    aliases: tuple[str, ...]
+    suffix: str
+    flags: frozenset[str]
+    fft: tuple[str, ...]       # --fft strategies this target can run
+    gpu: bool                  # needs an NVIDIA GPU
+    description: str
+    issue: int | None = None   # set while the target is another issue's work
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
+FORMATS: tuple[Format, ...] = (
+    Format("onnx", (), ".onnx", frozenset({"fft", "opset", "simplify", "dynamic"}),
+           ("fold", "matmul", "dft"), False, "ONNX (opset >= 17), dynamic batch/height/width"),
+    Format("openvino", ("ov", "openvino_ir"), ".xml", frozenset({"fft", "opset", "simplify", "dynamic"}),
+           ("fold", "matmul"), False, "OpenVINO IR (.xml + .bin), converted from the verified ONNX"),
+    Format("trt", ("engine", "tensorrt"), ".engine", frozenset({"fft", "opset", "half", "workspace", "dynamic"}),
+           ("fold", "matmul"), True, "TensorRT engine (NVIDIA GPU)", issue=6),
+)
+
+
+def names() -> list[str]:
+    return [f.name for f in FORMATS]
+
+
+def resolve(to: str) -> Format:
+    """The row for ``to`` (name or alias, case-insensitive); one-line error with a suggestion."""
+    key = (to or "").strip().lower().lstrip(".")
+    for f in FORMATS:
+        if key in f.keys:
+            return f
+    every = [k for f in FORMATS for k in f.keys]
+    near = difflib.get_close_matches(key, every, n=1, cutoff=0.5)
+    hint = ""
+    if near:
+        row = next(f for f in FORMATS if near[0] in f.keys)
+        hint = f"; did you mean {row.name!r}?"
+    raise ExportError(f"unknown export format {to!r} (known: {', '.join(names())}; aliases: "
+                      f"{', '.join(a for f in FORMATS for a in f.aliases)}){hint}")
+
+
+def resolve_fft(fmt: Format, fft: str | None, linear: bool = True) -> str:
+    """The concrete strategy for ``--fft`` on ``fmt``: auto -> fold (linear path) else matmul."""
+    fft = (fft or "auto").lower()
+    if fft not in FFT_STRATEGIES:
+        near = difflib.get_close_matches(fft, FFT_STRATEGIES, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ExportError(f"unknown --fft strategy {fft!r} (known: {', '.join(FFT_STRATEGIES)}){hint}")
+    if fft == "auto":
+        fft = "fold" if linear else "matmul"
+    if fft not in fmt.fft:
+        why = {"trt": " (TensorRT before 11.2 cannot run ONNX DFT ops)",
+               "openvino": " (not verified for OpenVINO)"}.get(fmt.name, "")
+        raise ExportError(f"--fft {fft} is not supported by --to {fmt.name}{why}; use one of: {', '.join(fmt.fft)}")
+    return fft
+
+
+def check_flags(fmt: Format, given: dict[str, object]) -> None:
+    """Refuse flags given explicitly (not None) that ``fmt`` does not accept."""
+    for flag, value in given.items():
+        if value is None:
+            continue
+        if flag not in FLAGS:
+            raise ExportError(f"unknown export option {flag!r}")
+        if flag not in fmt.flags:
+            allowed = ", ".join(FLAGS[f] for f in FLAGS if f in fmt.flags)
+            extra = " (FP16 is issue #8)" if flag == "half" else ""
+            raise ExportError(f"{FLAGS[flag]} is not supported by --to {fmt.name}{extra}; it accepts: {allowed}")

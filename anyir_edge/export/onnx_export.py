@@ -1,0 +1,181 @@
+"""PyTorch -> ONNX for AnyIR: the unpadded network (``forward_padded``), dynamic batch/H/W.
+
+``fold`` and ``matmul`` go through the TorchScript exporter (``dynamo=False``); ``dft``
+keeps ``torch.fft`` and goes through the dynamo exporter, which emits ONNX DFT ops.
+The graph's input is ``image`` and its output ``restored``: float32 NCHW RGB in [0, 1],
+H and W multiples of the size multiple (the runtime pads; see ``anyir_edge.pad``).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from .formats import ExportError
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "restored"
+META_PREFIX = "anyir_edge."
+PAD_RULE = ("bottom/right to a multiple of size_multiple, rows first then columns; reflect, "
+            "edge-replicate a side not longer than its pad (anyir_edge.models.anyir.pad_to_multiple)")
+# example input: batch 2 and H, W != each other and != 1 so no dimension is specialised
+SAMPLE_SHAPE = (2, 3, 64, 72)
+
+
+class _Padded(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward_padded(x)
+
+
+def metadata(model, fft: str, exporter: str, opset: int, source: str | None) -> dict[str, str]:
+    from .. import __version__
+
+    return {
+        META_PREFIX + "format": "1",
+        META_PREFIX + "name": model.name or "anyir",
+        META_PREFIX + "config": json.dumps(model.config.to_dict()),
+        META_PREFIX + "input": INPUT_NAME,
+        META_PREFIX + "output": OUTPUT_NAME,
+        META_PREFIX + "layout": "NCHW",
+        META_PREFIX + "color": "RGB",
+        META_PREFIX + "dtype": "float32",
+        META_PREFIX + "range": "0,1",
+        META_PREFIX + "size_multiple": str(model.size_multiple),
+        META_PREFIX + "pad": PAD_RULE,
+        META_PREFIX + "fft": fft,
+        META_PREFIX + "exporter": exporter,
+        META_PREFIX + "opset": str(opset),
+        META_PREFIX + "source": source or "",
+        META_PREFIX + "version": __version__,
+        META_PREFIX + "torch_version": torch.__version__.split("+")[0],
+    }
+
+
+def trace(model, path: str, fft: str, opset: int | None = None, dynamic: bool = True) -> tuple[str, int]:
+    """Write the raw exported graph to ``path``; returns (exporter, opset)."""
+    model = copy.deepcopy(model).float().cpu().eval()
+    x = torch.rand(*SAMPLE_SHAPE)
+    if fft in ("fold", "matmul"):
+        opset = opset or 17
+        model.set_fft_mode(fft)
+        axes = {0: "batch", 2: "height", 3: "width"}
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(
+                    _Padded(model), (x,), path, dynamo=False, opset_version=opset,
+                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                    dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if dynamic else None,
+                    do_constant_folding=True,
+                )
+            except Exception as e:
+                raise ExportError(f"TorchScript ONNX export failed ({_first_line(e)})") from None
+        return "torchscript", opset
+    if fft == "dft":
+        opset = opset or 18
+        try:
+            import onnxscript  # noqa: F401  (the dynamo exporter's graph builder)
+        except ImportError:
+            raise ExportError("--fft dft needs onnxscript for the dynamo exporter: pip install anyir-edge[dft]") from None
+        model.set_fft_mode("fft")
+        from torch.export import Dim
+
+        # H and W are 8 * k; k >= 2 because torch.export specialises sizes 0 and 1
+        m = model.size_multiple
+        shapes = {"x": {0: Dim("batch", min=1, max=1024), 2: m * Dim("h_blocks", min=2, max=4096),
+                        3: m * Dim("w_blocks", min=2, max=4096)}} if dynamic else None
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_logger("torch.onnx"):
+            warnings.simplefilter("ignore")
+            try:
+                prog = torch.onnx.export(
+                    _Padded(model), (x,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME], dynamic_shapes=shapes, verbose=False, report=False,
+                )
+                prog.save(path)
+            except Exception as e:
+                raise ExportError(f"dynamo ONNX export (--fft dft) failed ({_first_line(e)})") from None
+        return "dynamo", opset
+    raise ExportError(f"unknown fft strategy {fft!r}")
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str):
+    import logging
+
+    lg = logging.getLogger(name)
+    old = lg.level
+    lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        lg.setLevel(old)
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return (s[0] if s else type(e).__name__)[:200]
+
+
+def simplify(model_proto, log=None):
+    """onnxsim, else onnxslim, else the graph unchanged; returns (model, tool or None)."""
+    import onnx
+
+    try:
+        import onnxsim
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            simplified, ok = onnxsim.simplify(model_proto, check_n=0)
+        if ok:
+            onnx.checker.check_model(simplified)
+            return simplified, "onnxsim"
+        reason = "onnxsim's check failed"
+    except Exception as e:  # onnxsim raises RuntimeError/ValueError/...; any failure falls back
+        reason = f"onnxsim failed: {_first_line(e)}"
+    try:
+        import onnxslim
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            slim = onnxslim.slim(model_proto)
+        onnx.checker.check_model(slim)
+        if log:
+            log(f"warning: {reason}; simplified with onnxslim instead")
+        return slim, "onnxslim"
+    except Exception as e:
+        if log:
+            log(f"warning: {reason}; onnxslim failed too ({_first_line(e)}); keeping the graph unsimplified")
+        return model_proto, None
+
+
+def finalize(path: str, meta: dict[str, str], do_simplify: bool = True, log=None) -> dict:
+    """Check, simplify, stamp metadata and re-check the ONNX file at ``path`` (in place)."""
+    import onnx
+
+    model = onnx.load(path)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise ExportError(f"onnx.checker rejects the exported graph ({_first_line(e)})") from None
+    tool = None
+    if do_simplify:
+        model, tool = simplify(model, log)
+    del model.metadata_props[:]
+    meta = {**meta, META_PREFIX + "simplifier": tool or "none"}
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=v)
+    model.producer_name = "anyir-edge"
+    model.doc_string = (f"AnyIR image restoration ({meta.get(META_PREFIX + 'name')}): input '{INPUT_NAME}' float32 "
+                        f"NCHW RGB [0,1], H and W multiples of {meta.get(META_PREFIX + 'size_multiple')}; "
+                        "output 'restored' same shape")
+    onnx.checker.check_model(model)
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    onnx.save(model, path)
+    return {"simplifier": tool, "input_dims": dims, "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))}

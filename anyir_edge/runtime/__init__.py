@@ -1,0 +1,175 @@
+"""The Python runtime: one :class:`Restorer` interface over PyTorch, onnxruntime and OpenVINO.
+
+>>> from anyir_edge.runtime import Restorer
+>>> r = Restorer.open("anyir-tiny.onnx")           # backend from the suffix
+>>> out = r.restore(img)                            # HxWx3 uint8/uint16/float32 RGB -> same
+
+``restore`` accepts HxWx3 (RGB, or BGR with ``bgr=True``), gray HxW / HxWx1 and RGBA
+(alpha passed through untouched) arrays of dtype uint8, uint16 or float (values in [0, 1])
+and returns the same dtype and shape.  Padding to the model's size multiple is done here,
+with exactly the model's rule (:func:`anyir_edge.runtime.image.pad_to_multiple`), so engines
+run the network without padding.  Large images are cut into overlapping tiles blended with
+a raised-cosine window; the tile size is chosen from a memory budget unless given.
+A Restorer may be shared between threads.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .backends import (BACKENDS, Backend, OnnxRuntimeBackend, OpenVINOBackend, TorchBackend, backend_for,
+                       check_suffix, physical_cores)
+from .errors import EngineError, ImageError
+from .image import auto_tile, finish, pad_to_multiple, prepare, ramp_weights, tile_starts
+
+DEFAULT_OVERLAP = 32
+DEFAULT_MEMORY_LIMIT = int(float(os.environ.get("ANYIR_MEMORY_LIMIT_MB", "1024")) * 2**20)
+
+__all__ = [
+    "Backend", "EngineError", "ImageError", "OnnxRuntimeBackend", "OpenVINOBackend", "Restorer",
+    "TorchBackend", "pad_to_multiple", "physical_cores",
+]
+
+
+class Restorer:
+    """Restore images with one engine.
+
+    ``tile``: None = automatic (tile only when the image's activations would exceed
+    ``memory_limit`` bytes), 0 = never tile (an image over the limit is refused), N = tiles
+    of N x N pixels (rounded up to the size multiple).  ``overlap``: pixels shared by
+    neighbouring tiles, blended with a raised-cosine ramp.
+    """
+
+    def __init__(self, backend: Backend, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+                 memory_limit: int | None = None):
+        self.backend = backend
+        self.tile = tile
+        self.overlap = int(overlap)
+        self.memory_limit = int(memory_limit or DEFAULT_MEMORY_LIMIT)
+        if self.overlap < 0:
+            raise ImageError(f"overlap must be >= 0, got {overlap}")
+        if tile is not None and tile < 0:
+            raise ImageError(f"tile must be >= 0, got {tile}")
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, path_or_name, backend: str | None = None, device: str | None = None,
+             threads: int | None = None, **kwargs) -> "Restorer":
+        """Open a model: ``.onnx`` -> onnxruntime, ``.xml`` -> OpenVINO, a checkpoint
+        (``.safetensors``/``.pth``) or a shipped model name -> PyTorch; ``backend`` overrides.
+        ``kwargs`` go to the constructor (tile, overlap, memory_limit)."""
+        from ..models.anyir import AnyIR
+
+        if isinstance(path_or_name, AnyIR):
+            if backend not in (None, "torch", "pytorch"):
+                raise EngineError("an in-memory model runs on the torch backend only")
+            return cls(TorchBackend(path_or_name, device=device, threads=threads), **kwargs)
+        key = str(path_or_name)
+        kind = backend_for(key, backend)
+        check_suffix(key, kind)
+        if kind == "onnxruntime":
+            eng = OnnxRuntimeBackend(key, device=device, threads=threads)
+        elif kind == "openvino":
+            eng = OpenVINOBackend(key, device=device, threads=threads)
+        else:
+            eng = TorchBackend(key, device=device, threads=threads)
+        return cls(eng, **kwargs)
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def size_multiple(self) -> int:
+        return self.backend.size_multiple
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self.backend.metadata)
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.backend.describe()}"
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---------------------------------------------------------------- running
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(B, 3, H, W) float32 of any H, W >= 1 -> same shape, unclipped (pad, run, crop)."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ImageError(f"expected a (B, 3, H, W) array, got shape {x.shape}")
+        h, w = x.shape[-2:]
+        if h < 1 or w < 1:
+            raise ImageError(f"zero-size image ({h}x{w})")
+        y = self.backend.run(pad_to_multiple(x.astype(np.float32, copy=False), self.size_multiple))
+        return y[..., :h, :w]
+
+    def estimate_bytes(self, h: int, w: int) -> int:
+        """Estimated peak activation memory of one whole-image run at H x W."""
+        m = self.size_multiple
+        ph, pw = -(-h // m) * m, -(-w // m) * m
+        return int(self.backend.bytes_per_pixel * ph * pw)
+
+    def plan_tile(self, h: int, w: int, tile: int | None = None, overlap: int | None = None) -> tuple[int, int]:
+        """(tile, overlap) for an H x W image; tile 0 means one whole-image run."""
+        tile = self.tile if tile is None else tile
+        overlap = self.overlap if overlap is None else int(overlap)
+        m = self.size_multiple
+        if tile is None:
+            if self.estimate_bytes(h, w) <= self.memory_limit:
+                return 0, overlap
+            tile = auto_tile(h * w, self.backend.bytes_per_pixel, self.memory_limit, m, overlap)
+        elif tile == 0:
+            need = self.estimate_bytes(h, w)
+            if need > self.memory_limit:
+                raise ImageError(
+                    f"image too large for the memory limit without tiling ({w}x{h} needs ~{need / 2**20:.0f} MB, "
+                    f"limit {self.memory_limit / 2**20:.0f} MB); allow tiling (--tile N) or raise the limit")
+            return 0, overlap
+        tile = -(-int(tile) // m) * m
+        if overlap * 2 >= tile:
+            raise ImageError(f"overlap {overlap} must be less than half the tile size {tile}")
+        if h <= tile and w <= tile:
+            return 0, overlap
+        return tile, overlap
+
+    def restore(self, image: np.ndarray, bgr: bool = False, tile: int | None = None,
+                overlap: int | None = None) -> np.ndarray:
+        """Restore one image; returns the same dtype and shape (see the module docstring)."""
+        p = prepare(image, bgr=bgr)
+        h, w = p.rgb.shape[1:]
+        t, ov = self.plan_tile(h, w, tile, overlap)
+        if t == 0:
+            out = self.forward(p.rgb[None])[0]
+        else:
+            out = self._tiled(p.rgb, t, ov)
+        return finish(p, out)
+
+    def _tiled(self, rgb: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+        _, h, w = rgb.shape
+        out = np.zeros((3, h, w), np.float32)
+        wsum = np.zeros((h, w), np.float32)
+        th, tw = min(tile, h), min(tile, w)
+        for y0 in tile_starts(h, tile, overlap):
+            wy = ramp_weights(y0, th, h, overlap)
+            for x0 in tile_starts(w, tile, overlap):
+                wx = ramp_weights(x0, tw, w, overlap)
+                patch = rgb[None, :, y0:y0 + th, x0:x0 + tw]
+                res = self.forward(np.ascontiguousarray(patch))[0]
+                wt = wy[:, None] * wx[None, :]
+                out[:, y0:y0 + th, x0:x0 + tw] += res * wt
+                wsum[y0:y0 + th, x0:x0 + tw] += wt
+        out /= wsum
+        return out
+
+
+def open(path_or_name, **kwargs) -> Restorer:  # noqa: A001 - mirrors Restorer.open
+    return Restorer.open(path_or_name, **kwargs)

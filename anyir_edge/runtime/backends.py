@@ -1,0 +1,301 @@
+"""Engines behind a :class:`~anyir_edge.runtime.Restorer`: one class per runtime.
+
+Every backend runs the network *without* padding: ``run(x)`` takes float32 NCHW RGB in
+[0, 1] whose H and W are multiples of ``size_multiple`` and returns the same shape.
+Calls are serialised with a per-backend lock (engines keep per-call state and one run
+already uses all intra-op threads), which makes a backend safe to share between threads.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EngineError
+
+META_PREFIX = "anyir_edge."
+# Peak activation bytes per input pixel per unit of model width (float32), for auto tiling.
+# Measured on anyir-tiny at 224 and 512 (peak RSS increase / pixels / width): PyTorch eager
+# 123-139, onnxruntime (arena on, patterns off) ~80.  Backends carry their own, with headroom.
+BYTES_PER_PIXEL_PER_DIM = 150.0
+
+
+def physical_cores() -> int:
+    """Physical cores available to this process (hyper-threads counted once)."""
+    try:
+        avail = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        avail = os.cpu_count() or 1
+    cores = None
+    try:
+        import psutil  # optional
+
+        cores = psutil.cpu_count(logical=False)
+    except Exception:
+        try:
+            pairs, phys = set(), "0"
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    key, _, val = line.partition(":")
+                    key, val = key.strip(), val.strip()
+                    if key == "physical id":
+                        phys = val
+                    elif key == "core id":
+                        pairs.add((phys, val))
+            cores = len(pairs) or None
+        except OSError:
+            cores = None
+    return max(1, min(cores or avail, avail))
+
+
+class Backend:
+    """Base class: ``run`` one padded batch; metadata describes the model."""
+
+    kind = "base"
+    bytes_per_pixel_per_dim = BYTES_PER_PIXEL_PER_DIM
+
+    def __init__(self, path: str, metadata: dict[str, str]):
+        self.path = path
+        self.metadata = metadata
+        self._lock = threading.Lock()
+        cfg = metadata.get(META_PREFIX + "config")
+        self.config = json.loads(cfg) if cfg else {}
+        self.name = metadata.get(META_PREFIX + "name") or Path(str(path)).stem
+        self.size_multiple = int(metadata.get(META_PREFIX + "size_multiple", 8))
+        self.fft = metadata.get(META_PREFIX + "fft", "")
+
+    @property
+    def bytes_per_pixel(self) -> float:
+        return self.bytes_per_pixel_per_dim * float(self.config.get("dim", 32))
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self._run(np.ascontiguousarray(x, dtype=np.float32))
+
+    def _run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return f"{self.kind}"
+
+    def close(self) -> None:
+        pass
+
+
+class TorchBackend(Backend):
+    """The PyTorch reference (``forward_padded``); ``fft_mode`` "fold" by default (exact, fastest)."""
+
+    kind = "torch"
+    bytes_per_pixel_per_dim = 150.0
+
+    def __init__(self, model_or_path, device: str | None = None, threads: int | None = None,
+                 fft_mode: str = "fold"):
+        import torch
+
+        from ..models.anyir import AnyIR
+        from ..models.checkpoint import load_model
+
+        if isinstance(model_or_path, AnyIR):
+            model, path = model_or_path, f"<{model_or_path.name or 'anyir'}>"
+            if model.fft_mode != fft_mode:  # never switch the caller's model under its feet
+                import copy
+
+                model = copy.deepcopy(model)
+        else:
+            path = str(model_or_path)
+            model = load_model(path)
+        dev = torch.device(device or "cpu")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise EngineError("device 'cuda' requested but this torch build sees no CUDA GPU")
+        self.model = model.to(dev).eval().set_fft_mode(fft_mode)
+        self.device = dev
+        if threads:
+            torch.set_num_threads(int(threads))
+        meta = {
+            META_PREFIX + "name": model.name or "anyir",
+            META_PREFIX + "config": json.dumps(model.config.to_dict()),
+            META_PREFIX + "size_multiple": str(model.size_multiple),
+            META_PREFIX + "fft": fft_mode,
+        }
+        super().__init__(path, meta)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            y = self.model.forward_padded(torch.from_numpy(x).to(self.device))
+        return y.float().cpu().numpy()
+
+    def describe(self) -> str:
+        return f"torch ({self.device})"
+
+
+def _ort_providers(device: str | None, available: list[str], fft: str) -> list:
+    order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    dev = (device or "auto").lower()
+    dev_id = 0
+    if ":" in dev:
+        dev, _, idx = dev.partition(":")
+        dev_id = int(idx or 0)
+    if dev == "cpu":
+        wanted = ["CPUExecutionProvider"]
+    elif dev in ("cuda", "gpu"):
+        wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    elif dev in ("tensorrt", "trt"):
+        wanted = order
+    elif dev == "auto":
+        wanted = order
+    else:
+        raise EngineError(f"unknown onnxruntime device {device!r}; expected auto, cpu, cuda[:N] or tensorrt")
+    if fft == "dft":
+        # ONNX DFT ops: not run by TensorRT < 11.2 nor by onnxruntime's CUDA provider
+        if dev not in ("auto", "cpu"):
+            raise EngineError("this ONNX model keeps DFT ops (--fft dft), which the CUDA/TensorRT providers "
+                              "cannot run; export with --fft fold for GPUs")
+        wanted = ["CPUExecutionProvider"]
+    chosen = [p for p in wanted if p in available]
+    if dev not in ("auto", "cpu") and wanted[0] not in available:
+        raise EngineError(f"{wanted[0]} is not available in this onnxruntime build "
+                          f"(available: {', '.join(available)}); install onnxruntime-gpu (pip install anyir-edge[gpu])")
+    out = []
+    for p in chosen:
+        out.append((p, {"device_id": dev_id}) if p in order[:2] else p)
+    return out or ["CPUExecutionProvider"]
+
+
+class OnnxRuntimeBackend(Backend):
+    """An ONNX model on onnxruntime: graph optimisation ALL, intra-op threads = physical cores,
+    providers TensorRT > CUDA > CPU when present.
+
+    Memory (``low_memory=True``): memory patterns off (the shapes are dynamic; a pattern is a
+    whole-graph block per shape), CPU arena kept on.  Measured on anyir-tiny at 512x512, one
+    thread, peak RSS increase: arena on + patterns off 328 MB; arena on + patterns on 651 MB;
+    arena off + patterns off 824-890 MB (every tensor a fresh malloc); PyTorch eager 492 MB.
+    """
+
+    kind = "onnxruntime"
+    bytes_per_pixel_per_dim = 95.0
+
+    def __init__(self, path: str, device: str | None = None, threads: int | None = None,
+                 low_memory: bool = True):
+        import onnxruntime as ort
+
+        path = str(path)
+        if not Path(path).is_file():
+            raise EngineError(f"{path}: no such ONNX file")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.intra_op_num_threads = int(threads or physical_cores())
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        if low_memory:
+            so.enable_mem_pattern = False
+            so.enable_cpu_mem_arena = True
+        meta = _onnx_metadata(path)
+        fft = meta.get(META_PREFIX + "fft", "")
+        providers = _ort_providers(device, ort.get_available_providers(), fft)
+        try:
+            self.session = ort.InferenceSession(path, sess_options=so, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise EngineError(f"{path}: onnxruntime cannot load it ({first[:200]})") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.threads = so.intra_op_num_threads
+        super().__init__(path, meta)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
+
+    def describe(self) -> str:
+        return f"onnxruntime ({', '.join(p.replace('ExecutionProvider', '') for p in self.session.get_providers())}, {self.threads} threads)"
+
+
+def _onnx_metadata(path: str) -> dict[str, str]:
+    import onnx
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as e:
+        raise EngineError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+    return {p.key: p.value for p in model.metadata_props}
+
+
+class OpenVINOBackend(Backend):
+    """An OpenVINO IR (``.xml`` + ``.bin``) on the OpenVINO runtime (extra ``[openvino]``)."""
+
+    kind = "openvino"
+    bytes_per_pixel_per_dim = 120.0  # not measured: between the two above
+
+    def __init__(self, path: str, device: str | None = None, threads: int | None = None):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise EngineError("OpenVINO is not installed: pip install anyir-edge[openvino]") from None
+        path = str(path)
+        if not Path(path).is_file():
+            raise EngineError(f"{path}: no such OpenVINO IR file")
+        core = ov.Core()
+        model = core.read_model(path)
+        from ..export.openvino_export import read_metadata
+
+        meta = read_metadata(model)
+        cfg = {"INFERENCE_NUM_THREADS": int(threads or physical_cores())}
+        dev = (device or "CPU").upper()
+        if dev == "CPU":
+            cfg["INFERENCE_PRECISION_HINT"] = "f32"  # fp32 parity; bf16/fp16 hints are issue #8
+        try:
+            self.compiled = core.compile_model(model, dev, cfg)
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise EngineError(f"{path}: OpenVINO cannot compile it for {dev} ({first[:200]})") from None
+        self.request = self.compiled.create_infer_request()
+        self.device = dev
+        super().__init__(path, meta)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        res = self.request.infer({0: x})
+        return np.array(next(iter(res.values())), dtype=np.float32)
+
+    def describe(self) -> str:
+        return f"openvino ({self.device})"
+
+
+BACKENDS = {"torch": TorchBackend, "onnxruntime": OnnxRuntimeBackend, "openvino": OpenVINOBackend}
+BACKEND_ALIASES = {"pytorch": "torch", "pt": "torch", "ort": "onnxruntime", "onnx": "onnxruntime",
+                   "ov": "openvino"}
+
+
+def backend_for(path_or_name: str, backend: str | None) -> str:
+    """The backend name: ``backend`` (or an alias), else from the suffix."""
+    if backend:
+        key = BACKEND_ALIASES.get(backend.lower(), backend.lower())
+        if key not in BACKENDS:
+            import difflib
+
+            near = difflib.get_close_matches(key, list(BACKENDS) + list(BACKEND_ALIASES), n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise EngineError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)}){hint}")
+        return key
+    suffix = Path(str(path_or_name)).suffix.lower()
+    if suffix == ".onnx":
+        return "onnxruntime"
+    if suffix == ".xml":
+        return "openvino"
+    if suffix == ".engine":
+        raise EngineError(f"{path_or_name}: TensorRT engines are not supported by the Python runtime yet (issue #6)")
+    return "torch"
+
+
+def check_suffix(path_or_name: str, backend: str) -> None:
+    suffix = Path(str(path_or_name)).suffix.lower()
+    want = {"onnxruntime": (".onnx",), "openvino": (".xml",)}.get(backend)
+    if want and suffix not in want:
+        raise EngineError(f"{path_or_name}: the {backend} backend needs a {want[0]} file; "
+                          f"export one with: anyir-export --to {'onnx' if backend == 'onnxruntime' else backend} --model ...")
+    if backend == "torch" and suffix in (".onnx", ".xml", ".engine"):
+        raise EngineError(f"{path_or_name}: the torch backend needs a checkpoint (.safetensors/.pth) or a model name")
+
