@@ -1,19 +1,17 @@
 """Command-line entry points (declared in setup.cfg).
 
-Each command is a ``main(argv=None) -> int`` function; :func:`run` turns an
-:class:`~anyir_edge.errors.AnyIRError` (and Ctrl-C) into one line on stderr and a non-zero
-exit code, never a traceback.  Commands whose issue is not done yet exit 2 and say so.
+Each command is a ``main(argv=None) -> int`` function in ``anyir_edge.cli.<command>``;
+:func:`run` turns an :class:`~anyir_edge.errors.AnyIRError` (and Ctrl-C) into one line on
+stderr and a non-zero exit code, never a traceback.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 
 from ..errors import AnyIRError
 
 EXIT_ERROR = 1
-EXIT_USAGE = 2
 
 
 def run(prog: str, fn: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
@@ -27,14 +25,14 @@ def run(prog: str, fn: Callable[[list[str] | None], int], argv: list[str] | None
         return 130
 
 
-def _pending(prog: str, issue: int, summary: str) -> Callable[[list[str] | None], int]:
-    def main(argv: list[str] | None = None) -> int:
-        parser = argparse.ArgumentParser(prog=prog, description=f"{summary} (not implemented yet: issue #{issue})")
-        parser.parse_known_args(argv)
-        print(f"{prog}: not implemented yet (tracked in issue #{issue})", file=sys.stderr)
-        return EXIT_USAGE
+def _lazy(module: str) -> Callable[[list[str] | None], int]:
+    """``main`` of ``anyir_edge.cli.<module>``, imported on first call (keeps start-up fast)."""
 
-    main.pending_issue = issue  # type: ignore[attr-defined]
+    def main(argv: list[str] | None = None) -> int:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{module}").main(argv)
+
     return main
 
 
@@ -42,16 +40,11 @@ def _entry(prog: str, fn: Callable[[list[str] | None], int]) -> Callable[[], Non
     def entry() -> None:
         sys.exit(run(prog, fn))
 
-    entry.pending_issue = getattr(fn, "pending_issue", None)  # type: ignore[attr-defined]
     return entry
 
 
-export_main = _entry("anyir-export", lambda argv=None: __import__("anyir_edge.cli.export", fromlist=["main"]).main(argv))
-bench_main = _entry("anyir-bench", _pending("anyir-bench", 5, "Benchmark engines: latency, memory, parity"))
-restore_main = _entry("anyir-restore", lambda argv=None: __import__("anyir_edge.cli.restore", fromlist=["main"]).main(argv))
-from .train import main as _train  # noqa: E402
-
-train_main = _entry("anyir-train", _train)
-from .eval import main as _eval  # noqa: E402
-
-eval_main = _entry("anyir-eval", _eval)
+export_main = _entry("anyir-export", _lazy("export"))
+bench_main = _entry("anyir-bench", _lazy("bench"))
+restore_main = _entry("anyir-restore", _lazy("restore"))
+train_main = _entry("anyir-train", _lazy("train"))
+eval_main = _entry("anyir-eval", _lazy("eval"))

@@ -1,0 +1,85 @@
+"""One benchmark measurement in a fresh process (so peak RSS belongs to one engine alone).
+
+``python -m anyir_edge.bench.worker SPEC.json`` reads a spec, opens the engine, times
+``Restorer.forward`` on the input array (warm-up runs, then ``runs`` timed runs), writes the
+last output next to the spec, optionally evaluates PSNR/SSIM on a data set, and prints one
+JSON line with the results.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _current_rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        import os
+
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return float("nan")
+
+
+def measure(spec: dict) -> dict:
+    import numpy as np
+
+    from ..runtime import Restorer
+    from ..runtime.backends import TorchBackend
+
+    base_rss = _current_rss_mb()
+    threads = spec.get("threads")
+    if spec["backend"] == "torch":
+        import torch
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        r = Restorer(TorchBackend(spec["artifact"], device=spec.get("device"), threads=threads,
+                                  fft_mode=spec.get("torch_fft", "fft")))
+    else:
+        r = Restorer.open(spec["artifact"], backend=spec["backend"], device=spec.get("device"), threads=threads)
+    x = np.load(spec["input"])
+    for _ in range(int(spec["warmup"])):
+        y = r.forward(x)
+    times = []
+    for _ in range(int(spec["runs"])):
+        t0 = time.perf_counter()
+        y = r.forward(x)
+        times.append(time.perf_counter() - t0)
+    np.save(spec["output"], y)
+    res = {"times_s": times, "peak_rss_mb": _rss_mb(), "base_rss_mb": base_rss, "engine": r.describe()}
+    if spec.get("eval_set"):
+        from ..eval import evaluate, resolve_sets
+
+        def restore(img):
+            return r.restore(img)
+
+        ev = evaluate(restore, resolve_sets([spec["eval_set"]]), __import__("pathlib").Path(spec["data"]),
+                      limit=spec.get("limit"), progress=False)
+        s = next(iter(ev["sets"].values()))
+        res["quality"] = {"set": spec["eval_set"], "n": s["n"], "psnr": s["model"]["psnr"], "ssim": s["model"]["ssim"],
+                          "input_psnr": s["input"]["psnr"]}
+    return res
+
+
+def main() -> int:
+    with open(sys.argv[1]) as f:
+        spec = json.load(f)
+    try:
+        res = measure(spec)
+    except Exception as e:  # reported to the parent as a status, not a traceback
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        res = {"error": msg[:300]}
+    print("ANYIR_BENCH_RESULT " + json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""``anyir-bench``: benchmark engines (latency, memory, size, MACs, parity)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EPILOG = """examples:
+  anyir-bench --size 224                                  # shipped anyir-tiny, every backend, fp32
+  anyir-bench --model anyir-tiny --sizes 224 512 --threads 2 --runs 7 \\
+      --json benchmarks/results/bench.json --markdown benchmarks/results/bench.md --plot benchmarks/results/bench.png
+  anyir-bench --backends onnxruntime --data ../shared/data --task denoise25 --limit 10
+  anyir-bench --fail-below 60                             # non-zero exit if any parity < 60 dB
+statuses: ok | parity failed | export failed | run failed | skipped (with the reason)"""
+
+
+def _csv(kind, choices):
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(t.strip() for t in text.split(",") if t.strip())
+        bad = [t for t in items if t not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"unknown {kind} {', '.join(bad) or '(empty)'}; choose from {', '.join(choices)}")
+        return items
+
+    return parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..bench import BACKENDS, PRECISIONS, TASKS, Bench, Settings, environment, markdown, plot, write_json
+
+    ap = argparse.ArgumentParser(prog="anyir-bench", description="Benchmark AnyIR engines side by side: status, size, "
+                                 "params, MACs, latency, throughput, peak RSS and parity vs the PyTorch fp32 reference.",
+                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="anyir-tiny", help="shipped model name or checkpoint path (default anyir-tiny)")
+    ap.add_argument("--size", type=int, help="one square input size (pixels per side)")
+    ap.add_argument("--sizes", type=int, nargs="+", help="several sizes (default 224)")
+    ap.add_argument("--backends", type=_csv("backend", BACKENDS), default=BACKENDS,
+                    help=f"comma-separated (default: {','.join(BACKENDS)})")
+    ap.add_argument("--precisions", type=_csv("precision", PRECISIONS), default=("fp32",),
+                    help="comma-separated fp32,fp16,int8 (default fp32)")
+    ap.add_argument("--threads", type=int, help="intra-op threads for every engine (default: physical cores)")
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per configuration (default 5)")
+    ap.add_argument("--warmup", type=int, default=2, help="warm-up runs (default 2)")
+    ap.add_argument("--torch-fft", choices=["fft", "fold", "matmul"], default="fft",
+                    help="frequency path of the PyTorch row (default fft: the reference forward)")
+    ap.add_argument("--data", type=Path, help="data root for --task (PSNR/SSIM against ground truth)")
+    ap.add_argument("--task", choices=sorted(TASKS), help="quality task run through each engine (needs --data)")
+    ap.add_argument("--limit", type=int, help="images per --task set (default all)")
+    ap.add_argument("--json", type=Path, help="write all fields + environment fingerprint")
+    ap.add_argument("--markdown", type=Path, help="write the Markdown table to a file too")
+    ap.add_argument("--plot", type=Path, help="PNG of latency vs resolution per backend")
+    ap.add_argument("--workdir", type=Path, help="keep exported engines here (default: a temp dir, removed)")
+    ap.add_argument("--fail-below", type=float, metavar="DB", help="exit 1 if any parity PSNR is below DB")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    sizes = tuple(args.sizes or ([args.size] if args.size else [224]))
+    if any(s < 8 for s in sizes):
+        ap.error("sizes must be >= 8")
+    if args.runs < 1 or args.warmup < 0:
+        ap.error("--runs must be >= 1 and --warmup >= 0")
+    if bool(args.data) != bool(args.task):
+        ap.error("--data and --task go together")
+    settings = Settings(model=args.model, sizes=sizes, backends=args.backends, precisions=args.precisions,
+                        threads=args.threads, runs=args.runs, warmup=args.warmup, torch_fft=args.torch_fft,
+                        data=str(args.data) if args.data else None, task=args.task, limit=args.limit,
+                        workdir=str(args.workdir) if args.workdir else None)
+    bench = Bench(settings, progress=not args.no_progress)
+    try:
+        rows = bench.rows()
+    finally:
+        bench.close()
+    env = environment(args.threads)
+    table = markdown(rows, env)
+    print(table)
+    if args.json:
+        write_json({"settings": {**settings.__dict__, "model_name": bench.model.name},
+                    "environment": env, "rows": rows,
+                    "command": "anyir-bench " + " ".join(argv if argv is not None else sys.argv[1:])}, args.json)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table + "\n")
+    if args.plot:
+        plot(rows, args.plot)
+    if args.fail_below is not None:
+        low = [r for r in rows if r.get("parity_psnr_db") is not None and r["parity_psnr_db"] < args.fail_below]
+        if low:
+            for r in low:
+                print(f"anyir-bench: parity {r['parity_psnr_db']:.1f} dB < {args.fail_below} dB for "
+                      f"{r['backend']} {r['precision']} {r['size']}", file=sys.stderr)
+            return 1
+    return 0

@@ -1,0 +1,120 @@
+"""anyir-bench: status logic, parity that can fail, JSON schema, counts equal the model's."""
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+import anyir_edge.bench as B
+from anyir_edge import save_model
+from anyir_edge.models.complexity import count_macs, count_params
+
+
+@pytest.fixture
+def ckpt(tmp_path, tiny_model):
+    return save_model(tiny_model, tmp_path / "tiny.safetensors")
+
+
+def test_availability_reasons(monkeypatch):
+    real = B._has
+    monkeypatch.setattr(B, "_has", lambda m: False if m in ("openvino", "tensorrt") else real(m))
+    assert "openvino not installed" in B.availability("openvino", "fp32")
+    assert "tensorrt not installed" in B.availability("tensorrt", "fp32")
+    assert B.availability("onnxruntime", "fp32") is None
+    assert "issue #8" in B.availability("onnxruntime", "int8")
+    with pytest.raises(B.BenchError, match="unknown backend"):
+        B.availability("tflite", "fp32")
+
+
+class FakeBench(B.Bench):
+    """Engines replaced in-process: 'torch' is exact, 'onnxruntime' is perturbed by ``noise``."""
+
+    noise = 0.0
+
+    def artifact_for(self, backend, precision):
+        if backend == "openvino":
+            raise RuntimeError("converter exploded")
+        return self.checkpoint
+
+    def run(self, backend, artifact, size, x_path):
+        import torch
+
+        x = np.load(x_path)
+        with torch.inference_mode():
+            y = self.model(torch.from_numpy(x)).numpy()
+        if backend == "onnxruntime":
+            y = y + np.random.default_rng(0).normal(0, self.noise, y.shape).astype(np.float32)
+        return {"times_s": [0.03, 0.01, 0.02], "peak_rss_mb": 123.0, "output": y, "engine": backend}
+
+
+def _settings(ckpt, tmp_path, **kw):
+    base = dict(model=str(ckpt), sizes=(16, 24), backends=("torch", "onnxruntime", "openvino", "tensorrt"),
+                precisions=("fp32",), workdir=str(tmp_path / "w"))
+    base.update(kw)
+    return B.Settings(**base)
+
+
+@pytest.mark.parametrize("noise,expected", [(0.0, "ok"), (0.05, "parity failed")])
+def test_parity_is_computed_and_can_fail(ckpt, tmp_path, monkeypatch, noise, expected):
+    monkeypatch.setattr(B, "_has", lambda m: m != "tensorrt")
+    bench = FakeBench(_settings(ckpt, tmp_path), progress=False)
+    bench.noise = noise
+    rows = {(r["backend"], r["size"]): r for r in bench.rows()}
+    assert rows[("torch", 16)]["status"] == "ok" and rows[("torch", 16)]["parity_psnr_db"] == 200.0
+    ort = rows[("onnxruntime", 24)]
+    assert ort["status"] == expected
+    if noise:
+        assert 20 < ort["parity_psnr_db"] < 30 and ort["parity_max_abs"] > 0.1
+    assert rows[("openvino", 16)]["status"] == "export failed" and "exploded" in rows[("openvino", 16)]["reason"]
+    assert rows[("tensorrt", 16)]["status"] == "skipped" and "tensorrt not installed" in rows[("tensorrt", 16)]["reason"]
+    lat = rows[("torch", 16)]["latency_ms"]
+    assert lat["median"] == pytest.approx(20) and lat["min"] == pytest.approx(10) and lat["p90"] == pytest.approx(30)
+    assert rows[("torch", 16)]["megapixels_per_s"] == pytest.approx(16 * 16 / 1e6 / 0.02)
+
+
+def test_counts_equal_the_model(ckpt, tmp_path, tiny_model):
+    bench = FakeBench(_settings(ckpt, tmp_path, backends=("torch",)), progress=False)
+    rows = bench.rows()
+    assert all(r["params"] == count_params(tiny_model) for r in rows)
+    assert [r["macs"] for r in rows] == [count_macs(tiny_model, 16), count_macs(tiny_model, 24)]
+
+
+def test_bench_input_is_a_real_photo():
+    x = B.bench_input(64)
+    assert x.shape == (1, 3, 64, 64) and x.dtype == np.float32
+    # real content: strong spatial correlation between neighbours, unlike random noise
+    a, b = x[0, :, :, :-1].ravel(), x[0, :, :, 1:].ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.5
+
+
+def test_cli_end_to_end_json_schema_and_gate(ckpt, tmp_path):
+    out = tmp_path / "b.json"
+    cmd = ["anyir-bench", "--model", str(ckpt), "--sizes", "32", "--backends", "torch,onnxruntime,tensorrt",
+           "--runs", "2", "--warmup", "1", "--threads", "1", "--json", str(out), "--markdown", str(tmp_path / "b.md"),
+           "--plot", str(tmp_path / "b.png"), "--fail-below", "60", "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert set(data) >= {"settings", "environment", "rows", "command"}
+    env = data["environment"]
+    assert {"cpu", "threads", "versions", "date"} <= set(env) and env["threads"] == 1
+    assert {"torch", "onnxruntime", "openvino", "tensorrt"} <= set(env["versions"])
+    rows = {r["backend"]: r for r in data["rows"]}
+    for row in rows.values():
+        assert set(row) == set(B.ROW_FIELDS)
+        assert row["status"] in B.STATUS
+    assert rows["onnxruntime"]["status"] == "ok" and rows["onnxruntime"]["parity_psnr_db"] >= 60
+    assert rows["onnxruntime"]["artifact_mb"] > 0 and rows["onnxruntime"]["peak_rss_mb"] > 50
+    assert rows["tensorrt"]["status"] == "skipped"
+    assert "| backend |" in (tmp_path / "b.md").read_text()
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    # an impossible gate makes the run fail
+    cmd = ["anyir-bench", "--model", str(ckpt), "--sizes", "16", "--backends", "torch", "--runs", "1", "--warmup", "0",
+           "--threads", "1", "--fail-below", "250", "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1 and "parity" in r.stderr
+
+
+def test_cli_usage_errors(ckpt):
+    r = subprocess.run(["anyir-bench", "--model", str(ckpt), "--backends", "tflite"], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown backend tflite" in r.stderr
