@@ -19,9 +19,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+# the main job on the shipped model: export + verify, benchmark, restore a degraded photo
 demo: install
-	$(BIN)/python -m anyir_edge info
 	mkdir -p $(OUT)
+	$(BIN)/python -m anyir_edge info
+	$(BIN)/anyir-export --to onnx --model anyir-tiny --output $(OUT)/
+	$(BIN)/anyir-bench --model anyir-tiny --size 224 --backends torch,onnxruntime,openvino,tensorrt \
+		--json $(OUT)/bench.json --markdown $(OUT)/bench.md
+	$(BIN)/python -m anyir_edge degrade anyir_edge/assets/kite_251x333.png $(OUT)/kite_noisy.png --spec noise --seed 1
+	$(BIN)/anyir-restore $(OUT)/kite_noisy.png -o $(OUT)/kite_restored.png --model $(OUT)/anyir-tiny.onnx
+	@echo "demo done: $(OUT)/anyir-tiny.onnx (+ parity certificate), $(OUT)/bench.md, $(OUT)/kite_restored.png"
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -115,6 +115,16 @@ def test_loss_decreases_and_resume_is_bit_exact(data_root, tmp_path):
 
     m = load_model(tmp_path / "part" / "ema.safetensors")
     assert m.config.dim == 8
+    shipped = resumed.export_ema(tmp_path / "ship.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(shipped), "pt") as f:
+        assert f.metadata()["iteration"] == "12"
+        assert f.get_tensor("embed.weight").dtype == torch.float16
+    m2 = load_model(shipped)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert (m2(x) - resumed.ema(x)).abs().max() < 1e-2
 
 
 

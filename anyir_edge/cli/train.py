@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..train.config import build_config
 
@@ -22,13 +23,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     ap.add_argument("--max-iterations", type=int, help="stop after this many more iterations (checkpointed)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
+    ap.add_argument("--export-ema", metavar="FILE", help="do not train: write the EMA weights of <out>/last.pt to "
+                    "FILE (fp16 safetensors, e.g. anyir_edge/weights/anyir-tiny.safetensors)")
     args = ap.parse_args(argv)
     if args.config is None and not args.overrides:
         ap.error("give --config FILE (and/or --set KEY=VALUE overrides)")
     cfg = build_config(args.config, args.overrides)
     from ..train.trainer import Trainer
 
-    trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+    trainer = Trainer(cfg, resume=args.resume or bool(args.export_ema), progress=not args.no_progress)
+    if args.export_ema:
+        path = trainer.export_ema(Path(args.export_ema))
+        print(f"anyir-train: wrote EMA weights of iteration {trainer.iteration} to {path}")
+        return 0
     stats = trainer.fit(args.max_iterations)
     if trainer.is_main:
         print(f"anyir-train: stopped at iteration {trainer.iteration}; state in {trainer.ckpt_path}, "

@@ -117,6 +117,11 @@ class Trainer:
         _atomic_torch_save(self.state(), self.ckpt_path)
         save_model(self.ema, self.out / "ema.safetensors", metadata={"iteration": self.iteration})
 
+    def export_ema(self, path: Path, half: bool = True) -> Path:
+        """Write the EMA weights as a shippable safetensors file (fp16 storage by default)."""
+        return save_model(self.ema, path, half=half, metadata={"iteration": self.iteration,
+                                                               "trained_with": self.cfg.out})
+
     def _load(self) -> None:
         if not self.ckpt_path.is_file():
             raise AnyIRError(f"{self.ckpt_path}: nothing to resume (no checkpoint in {self.out})")
@@ -161,7 +166,8 @@ class Trainer:
             w.writerow(row)
 
     def _ema_update(self) -> None:
-        d = self.cfg.ema_decay
+        # warm-up of the decay so early EMA weights are not dominated by the initialisation
+        d = min(self.cfg.ema_decay, (1 + self.iteration) / (10 + self.iteration))
         with torch.no_grad():
             for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
                 pe.lerp_(pm.detach(), 1.0 - d)
