@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnyIRError
+from ..export import PARITY_GATES_DB
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
-PARITY_GATES = {"fp32": 60.0, "fp16": 45.0, "int8": 35.0}
 STATUS = ("ok", "parity failed", "export failed", "run failed", "skipped")
 TASKS = {"denoise15": "cbsd68-15", "denoise25": "cbsd68-25", "denoise50": "cbsd68-50", "derain": "rain100l",
          "dehaze": "haze-synth", "lowlight": "lowlight-synth", "deblur": "blur-synth"}
@@ -65,10 +65,10 @@ def availability(backend: str, precision: str) -> str | None:
 
         if not torch.cuda.is_available():
             return "no CUDA GPU"
-        return "TensorRT engines are built by anyir-export --to trt (issue #6)"
+        return None if precision in ("fp32", "fp16") else "int8 needs a calibration folder (anyir-export --to trt --int8)"
     if backend == "torch" and precision != "fp32":
         return f"{precision} PyTorch reference is not benchmarked (reduced precision engines: issue #8)"
-    if precision != "fp32":
+    if precision != "fp32" and backend != "tensorrt":
         return f"{precision} export is not implemented yet (issue #8)"
     return None
 
@@ -187,9 +187,10 @@ class Bench:
             return self.checkpoint
         from ..export import export, parity_inputs
 
-        to = {"onnxruntime": "onnx", "openvino": "openvino"}[backend]
-        res = export(self.model, to=to, output=self.workdir / backend, inputs=parity_inputs(limit=3),
-                     threads=self.s.threads, log=lambda m: None)
+        to = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "trt"}[backend]
+        extra = {"half": True} if (backend == "tensorrt" and precision == "fp16") else {}
+        res = export(self.model, to=to, output=self.workdir / f"{backend}-{precision}", inputs=parity_inputs(limit=3),
+                     threads=self.s.threads, log=lambda m: None, **extra)
         return res.path
 
     def run(self, backend: str, artifact: Path, size: int, x_path: Path) -> dict:
@@ -248,7 +249,7 @@ class Bench:
                     else:
                         lat = latency_stats(res["times_s"])
                         db, mx = parity(res["output"], refs[size])
-                        gate = PARITY_GATES[precision]
+                        gate = PARITY_GATES_DB[precision]
                         row.update(latency_ms=lat, megapixels_per_s=size * size / 1e6 / (lat["median"] / 1000),
                                    peak_rss_mb=res["peak_rss_mb"], parity_psnr_db=db, parity_max_abs=mx,
                                    quality=res.get("quality"), engine=res.get("engine"))

@@ -33,9 +33,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip onnxsim/onnxslim")
     p.add_argument("--static", dest="dynamic", action="store_const", const=False, default=None,
                    help="fixed input shape instead of dynamic batch/height/width")
-    p.add_argument("--half", action="store_const", const=True, default=None, help="FP16 engine (TensorRT only)")
-    p.add_argument("--workspace", type=int, default=None, metavar="GB", help="TensorRT builder workspace (TensorRT only)")
-    p.add_argument("--min-psnr", type=float, default=60.0, metavar="DB", help="parity gate in dB (default 60)")
+    p.add_argument("--half", "--fp16", dest="half", action="store_const", const=True, default=None,
+                   help="FP16 engine, LayerNorm/softmax/reductions kept in FP32 (TensorRT only)")
+    p.add_argument("--int8", action="store_const", const=True, default=None,
+                   help="INT8 engine with an entropy calibrator over --calib (TensorRT 10.x only)")
+    p.add_argument("--calib", default=None, metavar="DIR", help="folder of calibration images for --int8")
+    for which, default in (("min", "1x3x8x8"), ("opt", "1x3x512x512"), ("max", "1x3x1024x1024")):
+        p.add_argument(f"--{which}-shape", default=None, metavar="1x3xHxW",
+                       help=f"TensorRT optimization profile {which} shape (default {default}; H, W multiples of 8)")
+    p.add_argument("--workspace", type=int, default=None, metavar="MB", help="TensorRT builder workspace (default 4096)")
+    p.add_argument("--timing-cache", default=None, metavar="FILE", help="TensorRT timing cache, read and updated")
+    p.add_argument("--check-only", action="store_true",
+                   help="--to trt: check TensorRT compatibility of the ONNX graph (--model may be a .onnx); "
+                        "needs neither TensorRT nor a GPU")
+    p.add_argument("--trt-version", default=None, metavar="X.Y",
+                   help="TensorRT version for --check-only (default: the operator table's default, 10.x)")
+    p.add_argument("--min-psnr", type=float, default=None, metavar="DB",
+                   help="parity gate in dB (default by precision: fp32 60, fp16 40, int8 30)")
     p.add_argument("--threads", type=int, default=None, help="engine threads for the parity run (default: physical cores)")
     return p
 
@@ -44,13 +58,38 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..export import export
 
+    if args.check_only or args.trt_version:
+        return _check_only(args)
     res = export(args.model, to=args.to, output=args.output, fft=args.fft, opset=args.opset,
                  simplify=args.simplify, half=args.half, workspace=args.workspace, dynamic=args.dynamic,
-                 threshold=args.min_psnr, threads=args.threads)
+                 threshold=args.min_psnr, threads=args.threads, int8=args.int8, calib=args.calib,
+                 min_shape=args.min_shape, opt_shape=args.opt_shape, max_shape=args.max_shape,
+                 timing_cache=args.timing_cache)
     s = res.certificate["summary"]
     print(f"{res.path}  fft={res.fft}  parity: PSNR min {s['psnr_min']:.1f} dB, SSIM min {s['ssim_min']:.6f}, "
           f"max abs err {s['max_abs_error']:.2e}  certificate: {res.certificate_path}")
     return 0
+
+
+def _check_only(args) -> int:
+    """One line per problem (stdout), then a one-line summary; exit 1 when incompatible."""
+    from ..export.formats import ExportError, resolve
+
+    if resolve(args.to).name != "trt":
+        raise ExportError(f"--check-only and --trt-version are for --to trt, not --to {args.to}")
+    if not args.check_only:
+        raise ExportError("--trt-version is used with --check-only")
+    from ..export import trt
+
+    settings = trt.TrtSettings(fp16=bool(args.half), int8=bool(args.int8), calib=args.calib,
+                               min_shape=args.min_shape, opt_shape=args.opt_shape, max_shape=args.max_shape,
+                               workspace_mb=args.workspace or trt.DEFAULT_WORKSPACE_MB, timing_cache=args.timing_cache)
+    rep = trt.check_only(args.model, settings, args.trt_version, fft=args.fft, opset=args.opset,
+                         log=lambda m: print(m, file=sys.stderr))
+    for p in rep.problems:
+        print(p.line())
+    print(rep.summary())
+    return 0 if rep.ok else 1
 
 
 if __name__ == "__main__":

@@ -27,9 +27,13 @@ from .formats import FORMATS, ExportError, Format, ParityError, check_flags, res
 from .parity import DEFAULT_THRESHOLD_DB, certify, parity_inputs, write_json
 
 __all__ = [
-    "FORMATS", "DEFAULT_THRESHOLD_DB", "ExportError", "ExportResult", "Format", "ParityError", "certify",
-    "export", "load_for_export", "parity_inputs", "resolve", "verify",
+    "FORMATS", "DEFAULT_THRESHOLD_DB", "ExportError", "ExportResult", "Format", "PARITY_GATES_DB", "ParityError",
+    "certify", "export", "load_for_export", "parity_inputs", "resolve", "verify",
 ]
+
+# Parity gates (min PSNR over the parity inputs, dB) by engine precision: the one place they live.
+# fp16 / int8 are the issue #6 interim values until the reduced-precision work (issue #8) sets its own.
+PARITY_GATES_DB = {"fp32": DEFAULT_THRESHOLD_DB, "fp16": 40.0, "int8": 30.0}
 
 
 @dataclass
@@ -97,9 +101,10 @@ def _trt_unavailable(fmt: Format) -> ExportError:
     if not have_gpu:
         why.append("no CUDA GPU found")
     if not why:
-        why.append("the TensorRT builder is not implemented yet (issue #6)")
-    return ExportError(f"--to {fmt.name} is unavailable: {' and '.join(why)}; on an NVIDIA machine run "
-                       f"pip install anyir-edge[gpu] (TensorRT export: issue #{fmt.issue})")
+        why.append("the TensorRT builder could not start")
+    return ExportError(f"--to {fmt.name} is unavailable: {' and '.join(why)}; on a machine with an NVIDIA GPU run "
+                       f"pip install anyir-edge[gpu] (and a CUDA build of torch); "
+                       f"--to {fmt.name} --check-only works without either")
 
 
 def verify(engine_path, model, inputs=None, threshold: float = DEFAULT_THRESHOLD_DB, threads: int | None = None,
@@ -112,8 +117,9 @@ def verify(engine_path, model, inputs=None, threshold: float = DEFAULT_THRESHOLD
     old = torch.get_num_threads()
     if threads:  # the reference forward too: a shared machine punishes oversubscribed threads
         torch.set_num_threads(int(threads))
+    device = None if Path(engine_path).suffix.lower() in (".engine", ".plan") else "cpu"  # TensorRT: its GPU
     try:
-        with Restorer.open(str(engine_path), device="cpu", threads=threads) as r:
+        with Restorer.open(str(engine_path), device=device, threads=threads) as r:
             return certify(r, model, inputs=inputs, threshold=threshold, engine=Path(engine_path).name, **info)
     finally:
         torch.set_num_threads(old)
@@ -121,24 +127,41 @@ def verify(engine_path, model, inputs=None, threshold: float = DEFAULT_THRESHOLD
 
 def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: int | None = None,
            simplify: bool | None = None, half: bool | None = None, workspace: int | None = None,
-           dynamic: bool | None = None, inputs=None, threshold: float = DEFAULT_THRESHOLD_DB,
-           threads: int | None = None, log=_log_default) -> ExportResult:
+           dynamic: bool | None = None, inputs=None, threshold: float | None = None,
+           threads: int | None = None, log=_log_default, int8: bool | None = None, calib=None,
+           min_shape=None, opt_shape=None, max_shape=None, timing_cache=None) -> ExportResult:
     """Export ``model`` (an AnyIR module, a shipped name or a checkpoint path) ``to`` a format.
 
     Options left as None are defaults; options given for a target that does not accept them
     are refused (:mod:`anyir_edge.export.formats`).  ``inputs`` overrides the parity inputs
     (list of (name, degradation, seed, float32 HxWx3)); ``threads`` sets the engine's intra-op
-    threads for the parity run (default: physical cores).  Raises :class:`ExportError` /
+    threads for the parity run (default: physical cores).  ``threshold`` None: the gate of the
+    engine's precision (:data:`PARITY_GATES_DB`).  TensorRT options (``half`` = FP16, ``int8`` +
+    ``calib``, ``min/opt/max_shape`` "1x3xHxW", ``workspace`` MB, ``timing_cache``) are validated
+    before any GPU work (:mod:`anyir_edge.export.trt`).  Raises :class:`ExportError` /
     :class:`ParityError` with one-line messages.
     """
     fmt = resolve(to)
     check_flags(fmt, {"fft": fft, "opset": opset, "simplify": simplify, "half": half, "workspace": workspace,
-                      "dynamic": dynamic})
+                      "dynamic": dynamic, "int8": int8, "calib": calib, "min_shape": min_shape,
+                      "opt_shape": opt_shape, "max_shape": max_shape, "timing_cache": timing_cache})
     strategy = resolve_fft(fmt, fft, linear=True)  # AnyIR's frequency path is linear
     if opset is not None and opset < 17:
         raise ExportError(f"--opset {opset}: AnyIR needs opset >= 17 (LayerNormalization)")
-    if fmt.gpu or fmt.issue:
+    trt_settings = None
+    if fmt.name == "trt":
+        from . import trt as trt_export
+
+        trt_settings = trt_export.TrtSettings(
+            fp16=bool(half), int8=bool(int8), calib=calib, min_shape=min_shape, opt_shape=opt_shape,
+            max_shape=max_shape, workspace_mb=workspace or trt_export.DEFAULT_WORKSPACE_MB, timing_cache=timing_cache)
+        trt_export.validate_settings(trt_settings)  # before any GPU work; again with the model's size multiple
+        if trt_export.missing_requirements():
+            raise _trt_unavailable(fmt)
+    elif fmt.gpu or fmt.issue:
         raise _trt_unavailable(fmt)
+    if threshold is None:
+        threshold = PARITY_GATES_DB[trt_settings.precision if trt_settings else "fp32"]
     if fmt.name == "openvino":
         try:
             import openvino  # noqa: F401
@@ -151,6 +174,9 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: 
         inputs = parity_inputs()
     work = Path(tempfile.mkdtemp(prefix=f".{stem}.export-", dir=final.parent))
     try:
+        if trt_settings is not None:
+            return _export_trt(net, stem, source, final, work, strategy, opset, trt_settings, inputs, threshold,
+                               threads, log)
         return _export(fmt, net, stem, source, final, work, strategy, opset, simplify is not False,
                        dynamic is not False, inputs, threshold, threads, log)
     finally:
@@ -196,11 +222,54 @@ def _export(fmt, net, stem, source, final, work, strategy, opset, do_simplify, d
     return ExportResult(final, cert_path, cert, fmt.name, strategy, placed)
 
 
+def _export_trt(net, stem, source, final, work, strategy, opset, settings, inputs, threshold, threads, log):
+    """ONNX (fold/matmul, opset 17) -> compatibility check -> TensorRT engine -> parity -> place."""
+    from . import onnx_export, trt as trt_export
+
+    settings = trt_export.validate_settings(settings, net.size_multiple)
+    onnx_tmp = work / f"{stem}.onnx"
+    log(f"exporting {net.name or stem} to ONNX for TensorRT (fft={strategy}) ...")
+    meta = trt_export.export_onnx_for_trt(net, onnx_tmp, strategy, opset, log)
+    if source:
+        meta["anyir_edge.source"] = source
+    env = trt_export.current_environment(settings.device_id)
+    rep = trt_export.check_onnx(onnx_tmp, env["tensorrt"], settings, net.size_multiple)
+    if not rep.ok:
+        raise ExportError(f"{rep.summary()}: {rep.errors[0].message}")
+    engine_tmp = work / f"{stem}.engine"
+    build = trt_export.build_engine(onnx_tmp, engine_tmp, settings, log)
+    trt_export.write_sidecar(engine_tmp, settings, build, meta)
+    log(f"checking parity against the PyTorch reference on {len(inputs)} inputs ({settings.precision}) ...")
+    cert = verify(engine_tmp, net, inputs=inputs, threshold=threshold, threads=threads, format="trt", fft=strategy,
+                  precision=settings.precision, gate=f"min PSNR over all inputs >= threshold_db ({settings.precision})",
+                  tensorrt=build["tensorrt"], gpu=env["gpu"], compute_capability=env["compute_capability"],
+                  build_settings=settings.to_dict(), input_name=onnx_export.INPUT_NAME,
+                  output_name=onnx_export.OUTPUT_NAME)
+    psnr = cert["summary"]["psnr_min"]
+    parity = {"passed": cert["passed"], "threshold_db": threshold, "psnr_min": psnr,
+              "ssim_min": cert["summary"]["ssim_min"]}
+    side = trt_export.write_sidecar(engine_tmp, settings, build, meta, parity)
+    companions = [side] + ([work / build["calibration_cache"]] if build.get("calibration_cache") else [])
+    if not cert["passed"]:
+        rejected = sidecar(final, ".rejected" + final.suffix)
+        cert["engine"], cert["rejected"] = rejected.name, True
+        _place(engine_tmp, rejected, companions)
+        cert_path = write_json(sidecar(final, ".rejected.parity.json"), cert)
+        raise ParityError(f"parity {psnr:.2f} dB is below the {threshold:g} dB gate: engine rejected, kept as "
+                          f"{rejected} (certificate {cert_path.name}); {final.name} was not written")
+    cert["engine"] = final.name
+    cert_path = write_json(sidecar(final, ".parity.json"), cert)
+    placed = _place(engine_tmp, final, companions)
+    log(f"wrote {final} ({settings.precision}, parity {psnr:.1f} dB min) with {cert_path.name} and "
+        f"{', '.join(p.name for p in placed)}")
+    return ExportResult(final, cert_path, cert, "trt", strategy, placed)
+
+
 def _place(src: Path, dst: Path, companions: list[Path]) -> list[Path]:
-    """Rename ``src`` (and same-stem companions such as .bin) to ``dst`` atomically per file."""
+    """Rename ``src`` (and companions named STEM.<rest>, e.g. .bin, .trt.json) to ``dst`` atomically per file."""
     out = []
     for comp in companions:
-        target = dst.with_suffix(comp.suffix)
+        target = dst.with_name(dst.name[: -len(dst.suffix)] + comp.name[len(src.name) - len(src.suffix):])
         os.replace(comp, target)
         out.append(target)
     os.replace(src, dst)

@@ -25,7 +25,9 @@ FFT_STRATEGIES = ("auto", "fold", "matmul", "dft")
 # every export flag, for the refusal message: flag -> its command-line spelling
 FLAGS = {
     "fft": "--fft", "opset": "--opset", "simplify": "--no-simplify", "half": "--half",
-    "workspace": "--workspace", "dynamic": "--static",
+    "workspace": "--workspace", "dynamic": "--static", "int8": "--int8", "calib": "--calib",
+    "min_shape": "--min-shape", "opt_shape": "--opt-shape", "max_shape": "--max-shape",
+    "timing_cache": "--timing-cache",
 }
 
 
@@ -50,8 +52,10 @@ FORMATS: tuple[Format, ...] = (
            ("fold", "matmul", "dft"), False, "ONNX (opset >= 17), dynamic batch/height/width"),
     Format("openvino", ("ov", "openvino_ir"), ".xml", frozenset({"fft", "opset", "simplify", "dynamic"}),
            ("fold", "matmul"), False, "OpenVINO IR (.xml + .bin), converted from the verified ONNX"),
-    Format("trt", ("engine", "tensorrt"), ".engine", frozenset({"fft", "opset", "half", "workspace", "dynamic"}),
-           ("fold", "matmul"), True, "TensorRT engine (NVIDIA GPU)", issue=6),
+    Format("trt", ("engine", "tensorrt"), ".engine",
+           frozenset({"fft", "opset", "half", "workspace", "int8", "calib", "min_shape", "opt_shape", "max_shape",
+                      "timing_cache"}),
+           ("fold", "matmul"), True, "TensorRT engine (NVIDIA GPU; --check-only runs anywhere)"),
 )
 
 

@@ -73,6 +73,8 @@ class Restorer:
             eng = OnnxRuntimeBackend(key, device=device, threads=threads)
         elif kind == "openvino":
             eng = OpenVINOBackend(key, device=device, threads=threads)
+        elif kind == "tensorrt":
+            eng = BACKENDS["tensorrt"](key, device=device, threads=threads)
         else:
             eng = TorchBackend(key, device=device, threads=threads)
         return cls(eng, **kwargs)

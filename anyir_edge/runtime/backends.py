@@ -133,7 +133,7 @@ class TorchBackend(Backend):
         return f"torch ({self.device})"
 
 
-def _ort_providers(device: str | None, available: list[str], fft: str) -> list:
+def _ort_providers(device: str | None, available: list[str], fft: str, options: dict | None = None) -> list:
     order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     dev = (device or "auto").lower()
     dev_id = 0
@@ -161,8 +161,8 @@ def _ort_providers(device: str | None, available: list[str], fft: str) -> list:
         raise EngineError(f"{wanted[0]} is not available in this onnxruntime build "
                           f"(available: {', '.join(available)}); install onnxruntime-gpu (pip install anyir-edge[gpu])")
     out = []
-    for p in chosen:
-        out.append((p, {"device_id": dev_id}) if p in order[:2] else p)
+    for p in chosen:  # options: anyir_edge.export.trt.ort_provider_options (engine cache, fp16, profile)
+        out.append((p, {**(options or {}).get(p, {}), "device_id": dev_id}) if p in order[:2] else p)
     return out or ["CPUExecutionProvider"]
 
 
@@ -180,7 +180,7 @@ class OnnxRuntimeBackend(Backend):
     bytes_per_pixel_per_dim = 95.0
 
     def __init__(self, path: str, device: str | None = None, threads: int | None = None,
-                 low_memory: bool = True):
+                 low_memory: bool = True, trt_settings=None):
         import onnxruntime as ort
 
         path = str(path)
@@ -197,7 +197,12 @@ class OnnxRuntimeBackend(Backend):
             so.enable_cpu_mem_arena = True
         meta = _onnx_metadata(path)
         fft = meta.get(META_PREFIX + "fft", "")
-        providers = _ort_providers(device, ort.get_available_providers(), fft)
+        options = None
+        if trt_settings is not None:  # a TrtSettings: the same settings as anyir-export --to trt
+            from ..export.trt import ort_provider_options
+
+            options = ort_provider_options(trt_settings)
+        providers = _ort_providers(device, ort.get_available_providers(), fft, options)
         try:
             self.session = ort.InferenceSession(path, sess_options=so, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
@@ -264,9 +269,17 @@ class OpenVINOBackend(Backend):
         return f"openvino ({self.device})"
 
 
-BACKENDS = {"torch": TorchBackend, "onnxruntime": OnnxRuntimeBackend, "openvino": OpenVINOBackend}
+def TensorRTBackend(*args, **kwargs):  # noqa: N802 - lazy: importing anyir_edge never needs TensorRT
+    from .trt_backend import TensorRTBackend as _TensorRTBackend
+
+    return _TensorRTBackend(*args, **kwargs)
+
+
+BACKENDS = {"torch": TorchBackend, "onnxruntime": OnnxRuntimeBackend, "openvino": OpenVINOBackend,
+            "tensorrt": TensorRTBackend}
 BACKEND_ALIASES = {"pytorch": "torch", "pt": "torch", "ort": "onnxruntime", "onnx": "onnxruntime",
-                   "ov": "openvino"}
+                   "ov": "openvino", "trt": "tensorrt", "engine": "tensorrt"}
+TRT_SUFFIXES = (".engine", ".plan")
 
 
 def backend_for(path_or_name: str, backend: str | None) -> str:
@@ -285,17 +298,18 @@ def backend_for(path_or_name: str, backend: str | None) -> str:
         return "onnxruntime"
     if suffix == ".xml":
         return "openvino"
-    if suffix == ".engine":
-        raise EngineError(f"{path_or_name}: TensorRT engines are not supported by the Python runtime yet (issue #6)")
+    if suffix in TRT_SUFFIXES:
+        return "tensorrt"
     return "torch"
 
 
 def check_suffix(path_or_name: str, backend: str) -> None:
     suffix = Path(str(path_or_name)).suffix.lower()
-    want = {"onnxruntime": (".onnx",), "openvino": (".xml",)}.get(backend)
+    want = {"onnxruntime": (".onnx",), "openvino": (".xml",), "tensorrt": TRT_SUFFIXES}.get(backend)
     if want and suffix not in want:
         raise EngineError(f"{path_or_name}: the {backend} backend needs a {want[0]} file; "
-                          f"export one with: anyir-export --to {'onnx' if backend == 'onnxruntime' else backend} --model ...")
-    if backend == "torch" and suffix in (".onnx", ".xml", ".engine"):
+                          f"export one with: anyir-export --to "
+                          f"{ {'onnxruntime': 'onnx', 'tensorrt': 'trt'}.get(backend, backend)} --model ...")
+    if backend == "torch" and suffix in (".onnx", ".xml", *TRT_SUFFIXES):
         raise EngineError(f"{path_or_name}: the torch backend needs a checkpoint (.safetensors/.pth) or a model name")
 
