@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+"""C++ runtime vs Python runtime latency, same engine file, same backend, same threads.
+
+    .venv/bin/python runtimes/cpp/bench.py                 # builds if needed, writes benchmarks/results/cpp_vs_python.{json,md}
+    .venv/bin/python runtimes/cpp/bench.py --onnx M.onnx --xml M.xml --sizes 224 512 --runs 7
+
+Each measurement is one ``restore`` of an 8-bit RGB image (conversion, padding, engine run,
+conversion back), excluding model loading.  C++: ``anyir_restore_u8`` of the built
+libanyir_runtime.so called through its C ABI with ctypes (one foreign call per restore).
+Python: ``anyir_edge.runtime.Restorer.restore``.  Both run in this process, alternating run by
+run, so load from other jobs on a shared machine hits both sides alike; the ratio is the median
+of the per-pair ratios.  The two outputs are checked to be identical first.  Without
+--onnx/--xml, anyir-tiny with random weights (seed 0) is exported to a temp dir.
+(``anyir-restore-cpp --bench N`` times the app itself, one process per call.)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def export_models(d: Path) -> tuple[Path, Path | None]:
+    import torch
+
+    from anyir_edge.export import onnx_export
+    from anyir_edge.models import create
+
+    torch.manual_seed(0)
+    m = create("anyir-tiny")
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    m.eval()
+    onnx_path = d / "anyir-tiny.onnx"
+    exporter, opset = onnx_export.trace(m, str(onnx_path), "fold")
+    meta = onnx_export.metadata(m, "fold", exporter, opset, None)
+    onnx_export.finalize(str(onnx_path), meta)
+    try:
+        from anyir_edge.export.openvino_export import convert
+
+        xml = d / "anyir-tiny.xml"
+        convert(onnx_path, xml, meta)
+    except ImportError:
+        xml = None
+    return onnx_path, xml
+
+
+class CApi:
+    """The C ABI (anyir/anyir.h) through ctypes: the C++ restore timed in this same process."""
+
+    def __init__(self, path: Path):
+        import ctypes as C
+
+        self.C = C
+        self.lib = lib = C.CDLL(str(path))
+        lib.anyir_open.argtypes = [C.c_char_p, C.c_void_p, C.POINTER(C.c_void_p)]
+        lib.anyir_restore_u8.argtypes = [C.c_void_p, C.c_void_p, C.c_int, C.c_int, C.c_size_t, C.c_void_p, C.c_size_t]
+        lib.anyir_close.argtypes = [C.c_void_p]
+        lib.anyir_last_error.restype = C.c_char_p
+
+    def open(self, model: Path, threads: int):
+        C = self.C
+
+        class Options(C.Structure):
+            _fields_ = [("backend", C.c_int), ("device", C.c_char_p), ("threads", C.c_int), ("tile", C.c_int),
+                        ("overlap", C.c_int), ("memory_limit_mb", C.c_double)]
+
+        o = Options()
+        self.lib.anyir_options_init(C.byref(o))
+        o.threads = threads
+        h = C.c_void_p()
+        if self.lib.anyir_open(str(model).encode(), C.byref(o), C.byref(h)) != 0:
+            raise RuntimeError(self.lib.anyir_last_error().decode())
+        return h
+
+    def restore(self, h, rgb, out):
+        hh, ww = rgb.shape[:2]
+        if self.lib.anyir_restore_u8(h, rgb.ctypes.data, ww, hh, rgb.strides[0], out.ctypes.data, out.strides[0]) != 0:
+            raise RuntimeError(self.lib.anyir_last_error().decode())
+
+    def close(self, h):
+        self.lib.anyir_close(h)
+
+
+def make_image(size: int, path: Path):
+    import cv2
+
+    src = cv2.imread(str(ROOT / "anyir_edge" / "assets" / "kite_251x333.png"), cv2.IMREAD_COLOR)
+    if size <= min(src.shape[:2]):
+        img = src[:size, :size]
+    else:
+        img = cv2.resize(src, (size, size), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(path), img)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--onnx", type=Path)
+    ap.add_argument("--xml", type=Path)
+    ap.add_argument("--app", type=Path, default=HERE / "build" / "anyir-restore-cpp")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[224, 512])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=1, help="untimed restores per side first")
+    ap.add_argument("--runs", type=int, default=7, help="timed restores per side, C++ and Python alternating")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cpp_vs_python")
+    args = ap.parse_args(argv)
+
+    if not args.app.exists():
+        subprocess.run(["bash", str(HERE / "build.sh")], check=True, env=dict(os.environ, PYTHON=sys.executable))
+    from anyir_edge.runtime import Restorer
+
+    tmp = Path(tempfile.mkdtemp(prefix="anyir-bench-"))
+    onnx_path, xml = args.onnx, args.xml
+    random_weights = onnx_path is None
+    if onnx_path is None:
+        onnx_path, xml_made = export_models(tmp)
+        xml = xml or xml_made
+    engines = [("onnxruntime", onnx_path)] + ([("openvino", xml)] if xml else [])
+    lib = CApi(args.app.parent / "libanyir_runtime.so")
+    rows = []
+    for backend, model in engines:
+        py = Restorer.open(model, threads=args.threads)
+        cpp = lib.open(model, args.threads)
+        for size in args.sizes:
+            rgb = make_image(size, tmp / f"in_{size}.png")
+            out = np.empty_like(rgb)
+            for _ in range(args.warmup):
+                lib.restore(cpp, rgb, out)
+                py.restore(rgb)
+            assert np.array_equal(out, py.restore(rgb)), "C++ and Python outputs differ"
+            cpp_t, py_t = [], []
+            for k in range(args.runs):  # alternate, starting side alternating too
+                order = ("cpp", "py") if k % 2 == 0 else ("py", "cpp")
+                for side in order:
+                    t0 = time.perf_counter()
+                    if side == "cpp":
+                        lib.restore(cpp, rgb, out)
+                    else:
+                        py.restore(rgb)
+                    (cpp_t if side == "cpp" else py_t).append((time.perf_counter() - t0) * 1e3)
+            pair = [p / c for p, c in zip(py_t, cpp_t)]
+            row = {"backend": backend, "size": size, "threads": args.threads, "runs_per_side": args.runs,
+                   "cpp_median_ms": round(statistics.median(cpp_t), 2), "python_median_ms": round(statistics.median(py_t), 2),
+                   "cpp_min_ms": round(min(cpp_t), 2), "python_min_ms": round(min(py_t), 2),
+                   "python_over_cpp": round(statistics.median(pair), 3),
+                   "python_over_cpp_of_minimums": round(min(py_t) / min(cpp_t), 3)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        lib.close(cpp)
+        py.close()
+    import onnxruntime
+
+    try:
+        import openvino
+
+        ov_version = openvino.__version__
+    except ImportError:
+        ov_version = None
+    result = {
+        "what": "C++ runtime (libanyir_runtime anyir_restore_u8) vs Python runtime (Restorer.restore) latency of one 8-bit RGB restore",
+        "model": "anyir-tiny, random weights (seed 0; no shipped weights yet)" if random_weights else str(args.onnx),
+        "command": "python runtimes/cpp/bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "method": f"{args.warmup} warm-up + {args.runs} timed restores per side in one process, C++ (C ABI via ctypes) "
+                  "and Python alternating run by run; ratio = median of the per-pair ratios Python / C++",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, shared with a background training job",
+        "onnxruntime": onnxruntime.__version__, "openvino": ov_version,
+        "date": time.strftime("%Y-%m-%d"),
+        "rows": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    md = [f"# C++ vs Python runtime latency ({result['date']})", "",
+          f"{result['what']}. Model: {result['model']}. {result['method']}. Machine: {result['machine']}; "
+          f"onnxruntime {result['onnxruntime']}, openvino {result['openvino']}.", "",
+          f"Reproduce: `{result['command']}` (builds runtimes/cpp first if needed).", "",
+          "| backend | size | threads | C++ median ms | Python median ms | Python / C++ |",
+          "|---|---|---|---|---|---|"]
+    for r in rows:
+        md.append(f"| {r['backend']} | {r['size']}x{r['size']} | {r['threads']} | {r['cpp_median_ms']} | "
+                  f"{r['python_median_ms']} | {r['python_over_cpp']} |")
+    md += ["", "Python / C++ > 1 means the C++ runtime is faster. Both sides run the same engine library "
+           "(the onnxruntime wheel's libonnxruntime.so, the openvino wheel's libopenvino.so) with the same settings, "
+           "so the difference is the wrapper: image conversion, padding, tensor copies, interpreter overhead."]
+    args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

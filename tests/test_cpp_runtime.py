@@ -1,0 +1,198 @@
+"""The C++ runtime (runtimes/cpp, issue #7): build from scratch, run its unit tests, and check
+that the example app ``anyir-restore-cpp`` gives the Python runtime's output on the same model.
+
+Float outputs (.npy written by the app) must agree within 1e-4 max abs, 8-bit outputs (PNG)
+be identical up to rounding ties (>= 60 dB), for the ONNX Runtime and OpenVINO backends,
+whole images and forced small tiles (64, overlap 16) that exercise the blending.
+
+The build (runtimes/cpp/build.sh) installs cmake/g++/libstb-dev with apt-get when they are
+missing and this runs as root; without them and without root the module is skipped.
+ANYIR_CPP_BUILD_DIR reuses an existing build directory (default: a fresh one under tmp).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CPP = ROOT / "runtimes" / "cpp"
+ASSETS = ROOT / "anyir_edge" / "assets"
+THREADS = 1  # same intra-op threads on both sides
+
+
+def _can_build() -> str | None:
+    missing = [t for t in ("cmake", "g++", "make") if shutil.which(t) is None]
+    if not Path("/usr/include/stb/stb_image.h").exists():
+        missing.append("libstb-dev")
+    if missing and not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")):
+        return f"C++ toolchain missing ({', '.join(missing)}) and not root to apt-get install it"
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        return "build.sh needs apt-get and dpkg (Debian) to fetch the ONNX Runtime headers"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_can_build() is not None, reason=_can_build() or "")
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    env = dict(os.environ, PYTHON=sys.executable, JOBS="2")
+    env["BUILD_DIR"] = os.environ.get("ANYIR_CPP_BUILD_DIR") or str(tmp_path_factory.mktemp("cpp-build"))
+    p = subprocess.run(["bash", str(CPP / "build.sh")], env=env, capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, f"build.sh failed:\n{p.stderr[-4000:]}"
+    app = Path(p.stdout.strip().splitlines()[-1])
+    assert app.is_file() and os.access(app, os.X_OK), p.stdout
+    return app.parent
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """anyir-tiny with random weights (as tests/conftest.py's tiny_model) as ONNX and OpenVINO IR."""
+    import torch
+
+    from anyir_edge.export import onnx_export
+    from anyir_edge.models import create
+
+    d = tmp_path_factory.mktemp("cpp-models")
+    torch.manual_seed(0)
+    m = create("anyir-tiny")
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    m.eval()
+    onnx_path = d / "anyir-tiny.onnx"
+    exporter, opset = onnx_export.trace(m, str(onnx_path), "fold")
+    meta = onnx_export.metadata(m, "fold", exporter, opset, None)
+    onnx_export.finalize(str(onnx_path), meta)
+    out = {"onnxruntime": onnx_path}
+    try:
+        import openvino  # noqa: F401
+
+        from anyir_edge.export.openvino_export import convert
+
+        xml = d / "anyir-tiny.xml"
+        convert(onnx_path, xml, meta)
+        out["openvino"] = xml
+    except ImportError:
+        pass
+    # a valid ONNX file that is not a restoration model
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "mlp", [x], [y])
+    wrong = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    wrong.ir_version = 8
+    onnx.save(wrong, str(d / "wrong.onnx"))
+    out["wrong"] = d / "wrong.onnx"
+    return out
+
+
+def _rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def test_cpp_unit_tests(build, models, tmp_path):
+    args = [str(build / "anyir_runtime_tests"), "--model", str(models["onnxruntime"]), "--wrong", str(models["wrong"])]
+    if "openvino" in models:
+        args += ["--openvino", str(models["openvino"])]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    for what in ("missing model", "wrong-model ONNX", "zero-size image", "junk .onnx"):
+        assert f"ok   {what}" in p.stdout
+    assert "PASSED" in p.stdout
+
+
+_PY: dict = {}
+
+
+def _python_restorer(path: Path, tile, overlap):
+    from anyir_edge.runtime import Restorer
+
+    key = str(path)
+    if key not in _PY:
+        _PY[key] = Restorer.open(path, threads=THREADS)
+    return _PY[key]
+
+
+CASES = [
+    # (backend, image, tile, overlap)
+    ("onnxruntime", "colorfulcups_128x128.png", None, None),
+    ("onnxruntime", "kite_251x333.png", None, None),
+    ("onnxruntime", "kite_251x333.png", 64, 16),
+    ("onnxruntime", "crop_3x5", None, None),
+    ("openvino", "kite_251x333.png", None, None),
+    ("openvino", "wood_160x160.png", 64, 16),
+]
+
+
+@pytest.mark.parametrize("backend,image,tile,overlap", CASES, ids=[f"{b}-{i.split('_')[0]}-{'tile' + str(t) if t else 'whole'}"
+                                                                   for b, i, t, _ in CASES])
+def test_cpp_matches_python_runtime(build, models, tmp_path, backend, image, tile, overlap):
+    import cv2
+
+    if backend not in models:
+        pytest.skip(f"{backend} is not installed for the Python runtime")
+    model = models[backend]
+    if image == "crop_3x5":  # smaller than the size multiple: edge replication in the padding
+        src = tmp_path / "crop_3x5.png"
+        cv2.imwrite(str(src), cv2.imread(str(ASSETS / "kite_251x333.png"))[100:103, 200:205])
+    else:
+        src = ASSETS / image
+    rgb = _rgb(src)
+    app = build / "anyir-restore-cpp"
+    base = [str(app), str(src), "", "--model", str(model), "--threads", str(THREADS), "--quiet"]
+    if tile:
+        base += ["--tile", str(tile), "--overlap", str(overlap)]
+    outs = {}
+    for ext in ("npy", "png"):
+        cmd = list(base)
+        cmd[2] = str(tmp_path / f"out.{ext}")
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        outs[ext] = Path(cmd[2])
+    r = _python_restorer(model, tile, overlap)
+    if tile:  # the forced tile must really tile this image
+        assert r.plan_tile(*rgb.shape[:2], tile, overlap)[0] == tile
+    # float: the app restores the 8-bit input scaled by 1/255 through the float API
+    want_f = r.restore(rgb.astype(np.float32) * np.float32(1.0 / 255.0), tile=tile, overlap=overlap)
+    got_f = np.load(outs["npy"])
+    assert got_f.shape == want_f.shape and got_f.dtype == np.float32
+    err = float(np.abs(got_f - want_f).max())
+    assert err <= 1e-4, f"float max abs {err:.3g}"
+    want_8 = r.restore(rgb, tile=tile, overlap=overlap)
+    got_8 = _rgb(outs["png"])
+    assert got_8.shape == want_8.shape
+    assert _psnr(got_8, want_8) >= 60.0
+    assert np.abs(got_8.astype(int) - want_8.astype(int)).max() <= 1  # at most rounding ties
+
+
+def test_app_errors_are_one_line(build, models, tmp_path):
+    app = build / "anyir-restore-cpp"
+    src = ASSETS / "fallenleaf_96x96.png"
+    cases = [
+        ([str(src), str(tmp_path / "o.png"), "--model", str(tmp_path / "missing.onnx")], 1, "no such model file"),
+        ([str(src), str(tmp_path / "o.png"), "--model", str(models["wrong"])], 1, "not an AnyIR restoration model"),
+        ([str(tmp_path / "none.png"), str(tmp_path / "o.png"), "--model", str(models["onnxruntime"])], 1, "no such file"),
+        ([str(src), str(tmp_path / "o.xyz"), "--model", str(models["onnxruntime"])], 2, "unsupported format"),
+    ]
+    for args, code, part in cases:
+        p = subprocess.run([str(app)] + args, capture_output=True, text=True, timeout=120)
+        assert p.returncode == code, (args, p.stderr)
+        errors = [line for line in p.stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1 and part in errors[0], p.stderr
+    assert not (tmp_path / "o.png").exists()
