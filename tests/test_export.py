@@ -263,9 +263,9 @@ def test_format_table_rows():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"to": "onnx", "half": True}, "--half is not supported by --to onnx"),
+    ({"to": "onnx", "timing_cache": "x"}, "--timing-cache is not supported by --to onnx"),
     ({"to": "onnx", "workspace": 4}, "--workspace is not supported by --to onnx"),
-    ({"to": "openvino", "half": True}, "--half is not supported by --to openvino"),
+    ({"to": "openvino", "min_shape": "1x3x8x8"}, "--min-shape is not supported by --to openvino"),
     ({"to": "trt", "fft": "dft"}, "--fft dft is not supported by --to trt"),
     ({"to": "onnx", "fft": "fold2"}, "did you mean 'fold'"),
     ({"to": "onnx", "opset": 16}, "opset >= 17"),
@@ -282,7 +282,7 @@ def test_refusals_before_any_work(kwargs, match, tmp_path):
 def test_cli_export_errors_are_one_line(capsys, tmp_path):
     from anyir_edge.cli import export as cli_export
 
-    for argv in (["--to", "onxx"], ["--to", "tensorrt"], ["--to", "onnx", "--half"],
+    for argv in (["--to", "onxx"], ["--to", "tensorrt"], ["--to", "onnx", "--workspace", "4"],
                  ["--model", str(tmp_path / "missing.safetensors")]):
         assert run("anyir-export", cli_export.main, argv) == 1
         err = capsys.readouterr().err.strip().splitlines()

@@ -67,9 +67,9 @@ def availability(backend: str, precision: str) -> str | None:
             return "no CUDA GPU"
         return None if precision in ("fp32", "fp16") else "int8 needs a calibration folder (anyir-export --to trt --int8)"
     if backend == "torch" and precision != "fp32":
-        return f"{precision} PyTorch reference is not benchmarked (reduced precision engines: issue #8)"
-    if precision != "fp32" and backend != "tensorrt":
-        return f"{precision} export is not implemented yet (issue #8)"
+        return f"{precision} PyTorch is not benchmarked (the fp32 reference; reduced precision: onnxruntime/openvino)"
+    if backend == "openvino" and precision == "int8" and not _has("nncf"):
+        return "openvino int8 needs NNCF (pip install anyir-edge[int8])"
     return None
 
 
@@ -188,7 +188,9 @@ class Bench:
         from ..export import export, parity_inputs
 
         to = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "trt"}[backend]
-        extra = {"half": True} if (backend == "tensorrt" and precision == "fp16") else {}
+        extra = {"fp16": {"half": True}, "int8": {"int8": True}}.get(precision, {})
+        if backend == "tensorrt" and precision == "int8":
+            raise BenchError("tensorrt int8 needs a calibration folder (anyir-export --to trt --int8 --calib DIR)")
         res = export(self.model, to=to, output=self.workdir / f"{backend}-{precision}", inputs=parity_inputs(limit=3),
                      threads=self.s.threads, log=lambda m: None, **extra)
         return res.path

@@ -32,8 +32,8 @@ __all__ = [
 ]
 
 # Parity gates (min PSNR over the parity inputs, dB) by engine precision: the one place they live.
-# fp16 / int8 are the issue #6 interim values until the reduced-precision work (issue #8) sets its own.
-PARITY_GATES_DB = {"fp32": DEFAULT_THRESHOLD_DB, "fp16": 40.0, "int8": 30.0}
+# Reduced precision (issue #8): FP16 45 dB, INT8 35 dB, against the PyTorch fp32 output (TensorRT uses them too).
+PARITY_GATES_DB = {"fp32": DEFAULT_THRESHOLD_DB, "fp16": 45.0, "int8": 35.0}
 
 
 @dataclass
@@ -129,7 +129,8 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: 
            simplify: bool | None = None, half: bool | None = None, workspace: int | None = None,
            dynamic: bool | None = None, inputs=None, threshold: float | None = None,
            threads: int | None = None, log=_log_default, int8: bool | None = None, calib=None,
-           min_shape=None, opt_shape=None, max_shape=None, timing_cache=None) -> ExportResult:
+           min_shape=None, opt_shape=None, max_shape=None, timing_cache=None, data=None,
+           quality_sets=None, quality_limit: int | None = None, search: bool = True) -> ExportResult:
     """Export ``model`` (an AnyIR module, a shipped name or a checkpoint path) ``to`` a format.
 
     Options left as None are defaults; options given for a target that does not accept them
@@ -138,13 +139,18 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: 
     threads for the parity run (default: physical cores).  ``threshold`` None: the gate of the
     engine's precision (:data:`PARITY_GATES_DB`).  TensorRT options (``half`` = FP16, ``int8`` +
     ``calib``, ``min/opt/max_shape`` "1x3xHxW", ``workspace`` MB, ``timing_cache``) are validated
-    before any GPU work (:mod:`anyir_edge.export.trt`).  Raises :class:`ExportError` /
-    :class:`ParityError` with one-line messages.
+    before any GPU work (:mod:`anyir_edge.export.trt`).  ONNX / OpenVINO: ``half`` (FP16) or
+    ``int8`` (+ ``calib``, a folder of images; None: the built-in crops, with a warning), see
+    :mod:`anyir_edge.export.precision`; the file is NAME-fp16 / NAME-int8 unless ``output`` names
+    a file; ``search`` False skips the bisection / dynamic fallback; ``data`` (a data root) adds
+    the PSNR-vs-ground-truth gate on ``quality_sets`` (default CBSD68 sigma 25 and Rain100L,
+    ``quality_limit`` images each).  Raises :class:`ExportError` / :class:`ParityError` with
+    one-line messages.
     """
     fmt = resolve(to)
     check_flags(fmt, {"fft": fft, "opset": opset, "simplify": simplify, "half": half, "workspace": workspace,
                       "dynamic": dynamic, "int8": int8, "calib": calib, "min_shape": min_shape,
-                      "opt_shape": opt_shape, "max_shape": max_shape, "timing_cache": timing_cache})
+                      "opt_shape": opt_shape, "max_shape": max_shape, "timing_cache": timing_cache, "data": data})
     strategy = resolve_fft(fmt, fft, linear=True)  # AnyIR's frequency path is linear
     if opset is not None and opset < 17:
         raise ExportError(f"--opset {opset}: AnyIR needs opset >= 17 (LayerNormalization)")
@@ -160,14 +166,33 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: 
             raise _trt_unavailable(fmt)
     elif fmt.gpu or fmt.issue:
         raise _trt_unavailable(fmt)
+    plan = None
+    if trt_settings is None:
+        from . import precision as P
+
+        plan = P.PrecisionPlan(precision=P.precision_of(half, int8), calib=calib, search=search,
+                               quality_data=str(data) if data is not None else None,
+                               quality_sets=tuple(quality_sets or P.QUALITY_SETS), quality_limit=quality_limit)
+        if calib is not None and plan.precision != "int8":
+            raise ExportError("--calib is only used with --int8")
+        if calib is not None:
+            P.check_calib_folder(calib)  # one-line error before any work
+        if data is not None and plan.precision == "fp32":
+            raise ExportError("--data (the quality gate) is for --fp16 / --int8 engines")
+        if data is not None and not Path(data).is_dir():
+            raise ExportError(f"--data {data}: no such folder")
+        if fmt.name == "openvino" and plan.precision == "int8" and not _has_module("nncf"):
+            raise ExportError("--to openvino --int8 needs NNCF: pip install anyir-edge[int8]")
     if threshold is None:
-        threshold = PARITY_GATES_DB[trt_settings.precision if trt_settings else "fp32"]
+        threshold = PARITY_GATES_DB[trt_settings.precision if trt_settings else plan.precision]
     if fmt.name == "openvino":
         try:
             import openvino  # noqa: F401
         except ImportError:
             raise ExportError("--to openvino needs OpenVINO: pip install anyir-edge[openvino]") from None
     net, stem, source = load_for_export(model)
+    if plan is not None and plan.precision != "fp32":
+        stem = f"{stem}-{plan.precision}"  # never overwrites the fp32 NAME.onnx
     final = output_path(output, stem, fmt)
     final.parent.mkdir(parents=True, exist_ok=True)
     if inputs is None:
@@ -178,13 +203,22 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: 
             return _export_trt(net, stem, source, final, work, strategy, opset, trt_settings, inputs, threshold,
                                threads, log)
         return _export(fmt, net, stem, source, final, work, strategy, opset, simplify is not False,
-                       dynamic is not False, inputs, threshold, threads, log)
+                       dynamic is not False, inputs, threshold, threads, log, plan)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _export(fmt, net, stem, source, final, work, strategy, opset, do_simplify, dynamic, inputs, threshold, threads,
-            log):
+            log, plan=None):
     from . import onnx_export
 
     onnx_tmp = work / f"{stem}.onnx"
@@ -195,31 +229,82 @@ def _export(fmt, net, stem, source, final, work, strategy, opset, do_simplify, d
     if dynamic and any(not isinstance(d, str) for d in (info["input_dims"][0], *info["input_dims"][2:])):
         raise ExportError(f"the exported graph has static input dims {info['input_dims']} although dynamic axes were asked")
     engine_tmp, extra = onnx_tmp, []
-    if fmt.name == "openvino":
+    precision = plan.precision if plan is not None else "fp32"
+    reduced = None
+    if precision != "fp32":
+        engine_tmp, extra, reduced = _reduce(fmt, net, stem, work, onnx_tmp, meta, inputs, threshold, threads, log,
+                                             plan)
+    elif fmt.name == "openvino":
         from .openvino_export import convert
 
         engine_tmp = work / f"{stem}.xml"
         extra = convert(onnx_tmp, engine_tmp, meta)
     log(f"checking parity against the PyTorch reference on {len(inputs)} inputs ...")
+    pinfo = {} if reduced is None else {
+        "precision": precision, "gate": f"min PSNR over all inputs >= threshold_db ({precision})",
+        "reduced_precision": reduced}
     cert = verify(engine_tmp, net, inputs=inputs, threshold=threshold, threads=threads, format=fmt.name, fft=strategy,
                   exporter=exporter, opset=info["opset"], simplifier=info["simplifier"] or "none",
                   input_name=onnx_export.INPUT_NAME, output_name=onnx_export.OUTPUT_NAME,
-                  input_dims=info["input_dims"], export_sample_shape=list(onnx_export.SAMPLE_SHAPE))
+                  input_dims=info["input_dims"], export_sample_shape=list(onnx_export.SAMPLE_SHAPE), **pinfo)
     psnr = cert["summary"]["psnr_min"]
     companions = [p for p in extra]  # e.g. OpenVINO's .bin beside the .xml
+    failure = None
     if not cert["passed"]:
+        failure = (f"parity {psnr:.2f} dB is below the {threshold:g} dB gate")
+    elif reduced is not None and plan.quality_data:
+        from .precision import quality_gate
+
+        log(f"quality gate: PSNR vs ground truth on {', '.join(plan.quality_sets)} against the PyTorch fp32 model ...")
+        q = quality_gate(engine_tmp, net, precision, plan.quality_data, plan.quality_sets, plan.quality_limit, threads)
+        cert["quality"] = q
+        if not q["passed"]:
+            worst = max(q["sets"].items(), key=lambda kv: kv[1]["drop_db"])
+            cert["passed"] = False
+            failure = (f"quality drop {worst[1]['drop_db']:.2f} dB on {worst[0]} exceeds the {q['max_drop_db']:g} dB "
+                       f"{precision} gate")
+    elif reduced is not None:
+        cert["quality"] = {"passed": None, "note": "not checked: give --data DIR (CBSD68 sigma 25 and Rain100L)"}
+        log("note: PSNR-vs-ground-truth gate not run (give --data DIR)")
+    if failure:
         rejected = sidecar(final, ".rejected" + final.suffix)
         cert["engine"] = rejected.name
         cert["rejected"] = True
         _place(engine_tmp, rejected, companions)
         cert_path = write_json(sidecar(final, ".rejected.parity.json"), cert)
-        raise ParityError(f"parity {psnr:.2f} dB is below the {threshold:g} dB gate: engine rejected, kept as "
+        raise ParityError(f"{failure}: engine rejected, kept as "
                           f"{rejected} (certificate {cert_path.name}); {final.name} was not written")
     cert["engine"] = final.name
     cert_path = write_json(sidecar(final, ".parity.json"), cert)
     placed = _place(engine_tmp, final, companions)
-    log(f"wrote {final} (parity {psnr:.1f} dB min, SSIM {cert['summary']['ssim_min']:.6f}) and {cert_path.name}")
+    log(f"wrote {final} ({precision}, parity {psnr:.1f} dB min, SSIM {cert['summary']['ssim_min']:.6f}) and {cert_path.name}")
     return ExportResult(final, cert_path, cert, fmt.name, strategy, placed)
+
+
+def _reduce(fmt, net, stem, work, onnx_tmp, meta, inputs, threshold, threads, log, plan):
+    """The verified fp32 ONNX -> an fp16 / int8 engine in ``work``: (engine, companions, report)."""
+    from . import precision as P
+
+    probe = P.ParityProbe(net, inputs, threads=threads) if plan.search else None
+    samples, desc = None, None
+    if plan.precision == "int8":
+        samples, desc = P.calibration_samples(plan.calib, plan.calib_size, plan.calib_max_images, log=log)
+        log(f"calibrating on {desc['samples']} samples ({desc['images']} images x {len(desc['degradations'])} "
+            f"degradations, {desc['crop'][0]}x{desc['crop'][1]}) from {desc['folder']} ...")
+    if fmt.name == "openvino":
+        xml = work / f"{stem}.xml"
+        extra, report = P.convert_openvino(onnx_tmp, xml, meta, plan.precision, samples, probe, threshold,
+                                           plan.search, log=log, calib_desc=desc)
+        return xml, extra, report
+    out = work / f"{stem}.{plan.precision}.onnx"
+    if plan.precision == "fp16":
+        report = P.convert_fp16(onnx_tmp, out, probe, threshold, plan.search, log=log)
+        log(f"FP16: {len(report['fp32_nodes'])} nodes kept in FP32 ({len(report['fp32_nodes_bisected'])} by bisection)")
+    else:
+        report = P.quantize_int8(onnx_tmp, out, samples, probe, threshold, plan.search, log=log, calib_desc=desc)
+        log(f"INT8 ({report['method']}): {len(report['quantized_nodes'])} nodes quantized, "
+            f"{len(report['float_nodes'])} left in float")
+    return out, [], report
 
 
 def _export_trt(net, stem, source, final, work, strategy, opset, settings, inputs, threshold, threads, log):

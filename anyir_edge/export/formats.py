@@ -27,7 +27,7 @@ FLAGS = {
     "fft": "--fft", "opset": "--opset", "simplify": "--no-simplify", "half": "--half",
     "workspace": "--workspace", "dynamic": "--static", "int8": "--int8", "calib": "--calib",
     "min_shape": "--min-shape", "opt_shape": "--opt-shape", "max_shape": "--max-shape",
-    "timing_cache": "--timing-cache",
+    "timing_cache": "--timing-cache", "data": "--data",
 }
 
 
@@ -48,9 +48,10 @@ class Format:
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("onnx", (), ".onnx", frozenset({"fft", "opset", "simplify", "dynamic"}),
-           ("fold", "matmul", "dft"), False, "ONNX (opset >= 17), dynamic batch/height/width"),
-    Format("openvino", ("ov", "openvino_ir"), ".xml", frozenset({"fft", "opset", "simplify", "dynamic"}),
+    Format("onnx", (), ".onnx", frozenset({"fft", "opset", "simplify", "dynamic", "half", "int8", "calib", "data"}),
+           ("fold", "matmul", "dft"), False, "ONNX (opset >= 17), dynamic batch/height/width; --fp16, --int8"),
+    Format("openvino", ("ov", "openvino_ir"), ".xml",
+           frozenset({"fft", "opset", "simplify", "dynamic", "half", "int8", "calib", "data"}),
            ("fold", "matmul"), False, "OpenVINO IR (.xml + .bin), converted from the verified ONNX"),
     Format("trt", ("engine", "tensorrt"), ".engine",
            frozenset({"fft", "opset", "half", "workspace", "int8", "calib", "min_shape", "opt_shape", "max_shape",
@@ -104,5 +105,4 @@ def check_flags(fmt: Format, given: dict[str, object]) -> None:
             raise ExportError(f"unknown export option {flag!r}")
         if flag not in fmt.flags:
             allowed = ", ".join(FLAGS[f] for f in FLAGS if f in fmt.flags)
-            extra = " (FP16 is issue #8)" if flag == "half" else ""
-            raise ExportError(f"{FLAGS[flag]} is not supported by --to {fmt.name}{extra}; it accepts: {allowed}")
+            raise ExportError(f"{FLAGS[flag]} is not supported by --to {fmt.name}; it accepts: {allowed}")

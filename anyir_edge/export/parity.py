@@ -68,7 +68,10 @@ def parity_inputs(max_side: int | None = None, limit: int | None = None) -> list
 
 # ----------------------------------------------------------------- metrics
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
-    """PSNR of raw float outputs (data range 1), capped at :data:`PSNR_CAP` for identical outputs."""
+    """PSNR of raw float outputs (data range 1), capped at :data:`PSNR_CAP` for identical outputs;
+    0 dB when either output is not finite (NaN / inf, e.g. an FP16 overflow: never a pass)."""
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return 0.0
     return float(min(PSNR_CAP, metrics.psnr(a, b, data_range)))
 
 

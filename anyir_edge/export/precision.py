@@ -1,0 +1,654 @@
+"""Reduced precision engines (issue #8): FP16 and INT8 that keep their quality, or are refused.
+
+FP16 (ONNX): ``onnxruntime.transformers.float16.convert_float_to_float16`` with
+``keep_io_types=True`` (the engine still takes and returns float32) and a block list kept in
+FP32: every node of :data:`FP16_BLOCK_OPS` (LayerNorm, softmax, reductions, the squares and
+roots of variance-style statistics) plus the normalisation of q and k (the Clip / Expand /
+Div chain after each ReduceL2, :func:`fp16_block_nodes`).  When the graph then misses the
+parity gate, :func:`bisect_keep` searches (Polygraphy ``debug precision`` style: one binary
+search for the shortest prefix, in topological order, that must stay FP32, a second for the
+shortest suffix of that prefix) for a contiguous window of further nodes to keep in FP32.
+The final block list is stamped into the model's metadata
+(``anyir_edge.fp16_fp32_nodes``).  On a CPU, onnxruntime has few FP16 kernels and inserts
+casts back to FP32 around the rest: the FP16 ONNX is a half-size artifact for GPUs / NPUs,
+not a faster CPU engine.
+
+FP16 (OpenVINO): the IR is saved with ``compress_to_fp16=True`` (weights in FP16; OpenVINO
+keeps precision-sensitive subgraphs such as normalisations in FP32 itself); the CPU plugin
+still computes in FP32 (``INFERENCE_PRECISION_HINT`` f32 in the backend).
+
+INT8 (ONNX): ``onnxruntime.quantization.quantize_static`` in QDQ format, per-channel INT8
+weights, UINT8 activations, MinMax calibration on real images degraded with every supported
+degradation (:func:`calibration_samples`; without ``--calib`` the shipped asset crops, with a
+warning), quantizing :data:`INT8_OP_TYPES`.  When parity fails, :func:`bisect_keep` finds
+the nodes to leave in float (``nodes_to_exclude``); when that fails too, dynamic
+quantization (``quantize_dynamic``, INT8 weights, activations quantized at run time) is
+tried.  The quantized / excluded nodes are stamped into the metadata and the certificate.
+
+INT8 (OpenVINO): NNCF post-training quantization (``nncf.quantize`` with an
+``nncf.Dataset`` of the same calibration samples, ``ModelType.TRANSFORMER`` so that the
+attention's softmax / normalisations are kept in float), sensitive nodes excluded with an
+``nncf.IgnoredScope`` found by the same bisection.
+
+Gates: parity (``PARITY_GATES_DB``: FP16 45 dB, INT8 35 dB) on the parity inputs, and, when a
+data root is given, the drop of PSNR against ground truth relative to the PyTorch FP32 model
+on CBSD68 sigma 25 and Rain100L (:data:`QUALITY_DROP_DB`: 0.3 dB FP16, 1.0 dB INT8;
+:func:`quality_gate`).
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .formats import ExportError
+
+META_PREFIX = "anyir_edge."
+PRECISIONS = ("fp32", "fp16", "int8")
+QUALITY_DROP_DB = {"fp16": 0.3, "int8": 1.0}   # max PSNR-vs-ground-truth drop against the PyTorch FP32 model
+QUALITY_SETS = ("cbsd68-25", "rain100l")
+# ONNX op types kept in FP32 in an FP16 graph (LayerNorm, softmax, reductions, variance statistics)
+FP16_BLOCK_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceL2", "ReduceSum", "ReduceSumSquare",
+                  "ReduceMax", "ReduceMin", "ReduceLogSumExp", "Pow", "Sqrt", "Reciprocal", "Exp", "Log")
+# ops between a ReduceL2 and the Div that normalises q / k by it
+_QK_NORM_CHAIN = ("Clip", "Max", "Expand", "Add", "Div")
+INT8_OP_TYPES = ("Conv", "MatMul")
+CALIB_SIZE = 128           # calibration crops are CALIB_SIZE x CALIB_SIZE (a multiple of 8)
+CALIB_MAX_IMAGES = 16      # images read from the calibration folder (each degraded every way)
+DEFAULT_MAX_EVALS = 24     # parity evaluations a bisection may spend
+OPENVINO_MAX_EVALS = 8     # each one is an NNCF run
+MAX_FLOAT_FRACTION = 0.5   # an INT8 engine leaving more of its candidates in float is not worth shipping
+
+
+def precision_of(half: bool | None, int8: bool | None) -> str:
+    if half and int8:
+        raise ExportError("--fp16 and --int8 exclude each other: choose one precision")
+    return "int8" if int8 else "fp16" if half else "fp32"
+
+
+# ==================================================================== calibration
+def check_calib_folder(calib) -> Path:
+    """``calib`` as a Path when it is a folder with at least one readable image; else a one-line ExportError."""
+    from .trt import _calib_problems
+
+    problems = _calib_problems(calib)
+    if problems:
+        raise ExportError(problems[0])
+    return Path(calib)
+
+
+def builtin_calibration_folder() -> Path:
+    from .parity import ASSETS_DIR
+
+    return ASSETS_DIR
+
+
+def calibration_samples(calib=None, size: int = CALIB_SIZE, max_images: int | None = CALIB_MAX_IMAGES,
+                        degradations=None, log: Callable[[str], None] | None = None) -> tuple[list[np.ndarray], dict]:
+    """Calibration folder -> degraded float batches: a list of (1, 3, size, size) float32 RGB [0, 1]
+    arrays and a description.  Each image (scaled to cover and centre-cropped by
+    :func:`anyir_edge.export.trt.calibration_batches`, the one folder reader) is degraded with
+    every degradation of :data:`anyir_edge.degradations.ORDER` (seeded per image and kind).
+    ``calib`` None: the shipped asset crops, with a warning."""
+    from .. import degradations as D
+    from .trt import calibration_batches, calibration_files
+
+    if calib is None:
+        folder = builtin_calibration_folder()
+        if log:
+            log(f"warning: no --calib folder given; calibrating on the {len(calibration_files(folder))} built-in "
+                f"asset crops ({folder.name}/), degraded {len(degradations or D.ORDER)} ways: give --calib DIR "
+                "with images like the ones the engine will see")
+    else:
+        folder = check_calib_folder(calib)
+    degs = tuple(degradations or D.ORDER)
+    samples, names = [], []
+    files = calibration_files(folder)
+    for i, batch in enumerate(calibration_batches(folder, (1, 3, size, size), limit=max_images)):
+        img = np.ascontiguousarray(batch[0].transpose(1, 2, 0))
+        for d in degs:
+            out = D.degrade(img, d, rng=zlib.crc32(f"calib:{i}:{d}".encode()))
+            samples.append(np.ascontiguousarray(out.transpose(2, 0, 1)[None], dtype=np.float32))
+        names.append(i)
+    if not samples:
+        raise ExportError(f"--calib {folder}: none of its {len(files)} image files could be decoded")
+    desc = {"folder": str(folder) if calib is not None else f"built-in ({folder.name}/)", "images": len(names),
+            "degradations": list(degs), "samples": len(samples), "crop": [size, size]}
+    return samples, desc
+
+
+# ====================================================================== probing
+class ParityProbe:
+    """Min PSNR of a candidate engine file against the PyTorch FP32 reference on fixed inputs
+    (the reference outputs computed once); the cheap inner loop of the bisections."""
+
+    def __init__(self, model, inputs, threads: int | None = None):
+        import copy
+
+        import torch
+
+        ref_model = model if model.fft_mode == "fft" else copy.deepcopy(model).set_fft_mode("fft")
+        ref_model.eval()
+        self.threads = threads
+        self.items = []
+        for _, _, _, img in inputs:
+            x = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32)
+            with torch.inference_mode():
+                self.items.append((x, ref_model(torch.from_numpy(x)).numpy()))
+        self.evals = 0
+
+    def __call__(self, engine_path) -> float:
+        from ..runtime import Restorer
+        from .parity import psnr
+
+        self.evals += 1
+        try:
+            with Restorer.open(str(engine_path), device="cpu", threads=self.threads) as r:
+                vals = [psnr(r.forward(x), ref) for x, ref in self.items]
+        except Exception:
+            return float("-inf")
+        vals = [v if np.isfinite(v) else float("-inf") for v in vals]
+        return min(vals)
+
+
+def bisect_keep(candidates: list[str], passes: Callable[[list[str]], bool], max_evals: int = DEFAULT_MAX_EVALS,
+                log: Callable[[str], None] | None = None) -> list[str] | None:
+    """A contiguous window of ``candidates`` (topological order) that, kept in higher precision,
+    makes ``passes`` true; None when even keeping all of them fails.  ``passes([])`` is assumed
+    false (the caller tried that).  Two binary searches (shortest passing prefix, then shortest
+    passing suffix of it), each step one ``passes`` call; when ``max_evals`` runs out the last
+    window known to pass is returned."""
+    n = len(candidates)
+    if n == 0 or not passes(list(candidates)):
+        return None
+    evals = 1
+    bad, good = 0, n                       # passes(c[:bad]) false, passes(c[:good]) true
+    while good - bad > 1 and evals < max_evals:
+        mid = (bad + good) // 2
+        evals += 1
+        if passes(candidates[:mid]):
+            good = mid
+        else:
+            bad = mid
+    end = good
+    ok, no = 0, end                        # passes(c[ok:end]) true, passes(c[no:end]) false (empty)
+    while no - ok > 1 and evals < max_evals:
+        mid = (ok + no) // 2
+        evals += 1
+        if passes(candidates[mid:end]):
+            ok = mid
+        else:
+            no = mid
+    window = list(candidates[ok:end])
+    if log:
+        log(f"  bisection: {len(window)} of {n} nodes kept in higher precision after {evals} parity runs")
+    return window
+
+
+# ========================================================================= FP16
+def fp16_block_nodes(model) -> list[str]:
+    """Names of the nodes kept in FP32 by rule: :data:`FP16_BLOCK_OPS` and the q/k normalisation
+    (Clip / Expand / Div after each ReduceL2), in graph order."""
+    nodes = list(model.graph.node)
+    consumers: dict[str, list] = {}
+    for n in nodes:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    keep = {n.name for n in nodes if n.op_type in FP16_BLOCK_OPS}
+    for n in nodes:
+        if n.op_type != "ReduceL2":
+            continue
+        frontier, depth = list(n.output), 0
+        while frontier and depth < 4:
+            nxt = []
+            for t in frontier:
+                for c in consumers.get(t, []):
+                    if c.op_type in _QK_NORM_CHAIN and c.name not in keep:
+                        keep.add(c.name)
+                        if c.op_type != "Div":
+                            nxt.extend(c.output)
+            frontier, depth = nxt, depth + 1
+    return [n.name for n in nodes if n.name in keep]
+
+
+def _ensure_names(model) -> None:
+    seen = set()
+    for i, n in enumerate(model.graph.node):
+        if not n.name or n.name in seen:
+            n.name = f"{n.op_type}_{i}"
+        seen.add(n.name)
+
+
+def _stamp(model, meta: dict[str, str]) -> None:
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(meta)
+    del model.metadata_props[:]
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=str(v))
+
+
+def _fp16_graph(model, block: list[str]):
+    import copy
+
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    half = convert_float_to_float16(copy.deepcopy(model), keep_io_types=True, op_block_list=list(FP16_BLOCK_OPS),
+                                    node_block_list=list(block))
+    drop_cast_pairs(half)
+    topo_sort(half)
+    return half
+
+
+def topo_sort(model) -> None:
+    """Sort the graph's nodes topologically (the converter appends its casts out of order;
+    ``onnx.checker`` and other runtimes want them sorted)."""
+    g = model.graph
+    ready = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
+    pending = list(g.node)
+    out = []
+    while pending:
+        rest = []
+        for n in pending:
+            if all(t in ready for t in n.input):
+                out.append(n)
+                ready.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):  # a cycle or a dangling input: leave the remainder in order
+            out.extend(rest)
+            break
+        pending = rest
+    del g.node[:]
+    g.node.extend(out)
+
+
+def drop_cast_pairs(model) -> int:
+    """Remove the FP32 -> FP16 -> FP32 round trips the converter leaves between two blocked nodes
+    (it casts every blocked node's inputs up and outputs down), so a chain of FP32 nodes really
+    stays FP32 (values above 65504 survive).  Returns the number of Cast pairs bypassed."""
+    from onnx import TensorProto
+
+    g = model.graph
+    producers = {o: n for n in g.node for o in n.output}
+    outputs = {o.name for o in g.output}
+    rename, dead = {}, set()
+    for n in g.node:
+        if n.op_type != "Cast" or n.output[0] in outputs:
+            continue
+        to = next((a.i for a in n.attribute if a.name == "to"), None)
+        up = producers.get(n.input[0])
+        if to != TensorProto.FLOAT or up is None or up.op_type != "Cast":
+            continue
+        if next((a.i for a in up.attribute if a.name == "to"), None) != TensorProto.FLOAT16:
+            continue
+        src = producers.get(up.input[0])
+        if src is not None and src.op_type == "Cast":  # only bypass to a tensor computed in FP32
+            continue
+        rename[n.output[0]] = up.input[0]
+        dead.add(id(n))
+    if not rename:
+        return 0
+    for n in g.node:
+        for i, t in enumerate(n.input):
+            if t in rename:
+                n.input[i] = rename[t]
+    used = {t for n in g.node if id(n) not in dead for t in n.input} | outputs
+    keep = [n for n in g.node if id(n) not in dead and not (n.op_type == "Cast" and n.output[0] not in used)]
+    del g.node[:]
+    g.node.extend(keep)
+    return len(rename)
+
+
+def convert_fp16(src, dst, probe: ParityProbe | None = None, threshold: float | None = None, search: bool = True,
+                 max_evals: int = DEFAULT_MAX_EVALS, log: Callable[[str], None] | None = None) -> dict:
+    """FP32 ONNX ``src`` -> FP16 ONNX ``dst`` (float32 I/O).  With a ``probe`` and ``threshold`` the
+    block list grows by bisection until parity passes (``search``).  Returns the report."""
+    import onnx
+
+    model = onnx.load(str(src))
+    _ensure_names(model)
+    rule = fp16_block_nodes(model)
+    block, bisected, psnr_db = list(rule), [], None
+    work = Path(tempfile.mkdtemp(prefix=".fp16-", dir=Path(dst).parent))
+    try:
+        def build(extra: list[str]) -> Path:
+            p = work / "candidate.onnx"
+            onnx.save(_fp16_graph(model, rule + extra), str(p))
+            return p
+
+        if probe is not None and threshold is not None:
+            psnr_db = probe(build([]))
+            if log:
+                log(f"FP16 with the rule block list ({len(rule)} nodes in FP32): parity {psnr_db:.1f} dB")
+            if psnr_db < threshold and search:
+                cand = [n.name for n in model.graph.node if n.name not in set(rule)
+                        and n.op_type not in ("Shape", "Constant", "ConstantOfShape")]
+                if log:
+                    log(f"below the {threshold:g} dB gate: bisecting which of {len(cand)} nodes must stay FP32 ...")
+                scores = {}
+
+                def passes(extra):
+                    scores[len(extra)] = probe(build(list(extra)))
+                    return scores[len(extra)] >= threshold
+
+                found = bisect_keep(cand, passes, max_evals, log)
+                if found is not None:
+                    bisected = found
+                    block = rule + bisected
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    half = _fp16_graph(model, block)
+    n_fp16 = sum(1 for n in half.graph.node if n.op_type not in ("Cast",)) - len(block)
+    report = {"precision": "fp16", "converter": "onnxruntime.transformers.float16.convert_float_to_float16",
+              "keep_io_types": True, "fp32_ops": list(FP16_BLOCK_OPS), "fp32_nodes_rule": len(rule),
+              "fp32_nodes_bisected": bisected, "fp32_nodes": block, "fp16_nodes": n_fp16,
+              "cast_nodes": sum(1 for n in half.graph.node if n.op_type == "Cast")}
+    _stamp(half, {META_PREFIX + "precision": "fp16", META_PREFIX + "fp16_fp32_ops": json.dumps(list(FP16_BLOCK_OPS)),
+                  META_PREFIX + "fp16_fp32_nodes": json.dumps(block),
+                  META_PREFIX + "fp16_fp32_nodes_bisected": json.dumps(bisected)})
+    onnx.save(half, str(dst))
+    return report
+
+
+# ========================================================================= INT8
+class SampleReader:
+    """An ``onnxruntime.quantization.CalibrationDataReader`` over calibration samples."""
+
+    def __init__(self, samples: list[np.ndarray], input_name: str = "image"):
+        from onnxruntime.quantization import CalibrationDataReader
+
+        class _Reader(CalibrationDataReader):
+            def __init__(self):
+                self._it = iter([{input_name: s} for s in samples])
+
+            def get_next(self):
+                return next(self._it, None)
+
+            def rewind(self):
+                self._it = iter([{input_name: s} for s in samples])
+
+        self.reader = _Reader()
+
+
+def quantized_nodes(model, op_types=INT8_OP_TYPES) -> list[str]:
+    """Compute nodes (``op_types``) of a QDQ graph whose inputs come from DequantizeLinear, and the
+    integer ops of a dynamically quantized one."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    out = []
+    for n in model.graph.node:
+        if n.op_type in ("ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "DynamicQuantizeMatMul"):
+            out.append(n.name)
+        elif n.op_type in op_types and any(getattr(producers.get(i), "op_type", None) == "DequantizeLinear"
+                                           for i in n.input):
+            out.append(n.name)
+    return out
+
+
+def _worth_it(found, cand, log) -> bool:
+    if found is not None and len(found) > MAX_FLOAT_FRACTION * max(1, len(cand)):
+        if log:
+            log(f"  parity needs {len(found)} of {len(cand)} nodes left in float: not an INT8 engine, not used")
+        return False
+    return found is not None
+
+
+def _quiet_ort_logging():
+    import contextlib
+    import logging
+
+    @contextlib.contextmanager
+    def ctx():
+        root = logging.getLogger()
+        old = root.level
+        root.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            root.setLevel(old)
+
+    return ctx()
+
+
+def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None = None,
+                  threshold: float | None = None, search: bool = True, dynamic_fallback: bool = True,
+                  op_types=INT8_OP_TYPES, exclude: list[str] | None = None, max_evals: int = DEFAULT_MAX_EVALS,
+                  log: Callable[[str], None] | None = None, calib_desc: dict | None = None) -> dict:
+    """FP32 ONNX ``src`` -> INT8 QDQ ONNX ``dst``.  Static first; with a ``probe`` and ``threshold``,
+    nodes left in float by bisection when parity fails, then dynamic quantization."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    model = onnx.load(str(src))
+    _ensure_names(model)
+    base_exclude = list(exclude or [])
+    work = Path(tempfile.mkdtemp(prefix=".int8-", dir=Path(dst).parent))
+    named = work / "named.onnx"
+    onnx.save(model, str(named))
+    cache = work / "calibration.json"
+    has_cache = "calibration_cache_path" in inspect.signature(quantize_static).parameters
+    method = "static"
+
+    def static(path: Path, excluded: list[str]) -> Path:
+        kw = {"calibration_cache_path": str(cache)} if has_cache else {}
+        reader = None if (has_cache and cache.is_file()) else SampleReader(samples).reader
+        with _quiet_ort_logging():
+            quantize_static(str(named), str(path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=list(op_types), nodes_to_exclude=list(excluded),
+                            calibrate_method=CalibrationMethod.MinMax, **kw)
+        return path
+
+    def dynamic(path: Path) -> Path:
+        with _quiet_ort_logging():
+            quantize_dynamic(str(named), str(path), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
+                             nodes_to_exclude=list(base_exclude))
+        return path
+
+    try:
+        cand_path = static(work / "static.onnx", base_exclude)
+        excluded, psnr_db, tried = list(base_exclude), None, []
+        if probe is not None and threshold is not None:
+            psnr_db = probe(cand_path)
+            tried.append({"method": "static", "excluded": len(excluded), "psnr_min": round(psnr_db, 3)})
+            if log:
+                log(f"INT8 static QDQ (per-channel weights): parity {psnr_db:.1f} dB")
+            if psnr_db < threshold and search:
+                cand = [n.name for n in model.graph.node if n.op_type in op_types and n.name not in set(base_exclude)]
+                if log:
+                    log(f"below the {threshold:g} dB gate: bisecting which of {len(cand)} nodes to leave in float ...")
+
+                def passes(extra):
+                    return probe(static(work / "probe.onnx", base_exclude + list(extra))) >= threshold
+
+                found = bisect_keep(cand, passes, max_evals, log)
+                if _worth_it(found, cand, log):
+                    excluded = base_exclude + found
+                    cand_path = static(work / "static.onnx", excluded)
+                    psnr_db = probe(cand_path)
+                    tried.append({"method": "static", "excluded": len(excluded), "psnr_min": round(psnr_db, 3)})
+            if psnr_db < threshold and search and dynamic_fallback:
+                dyn = dynamic(work / "dynamic.onnx")
+                d_db = probe(dyn)
+                tried.append({"method": "dynamic", "excluded": len(base_exclude), "psnr_min": round(d_db, 3)})
+                if log:
+                    log(f"INT8 dynamic quantization fallback: parity {d_db:.1f} dB")
+                if d_db >= threshold or d_db > psnr_db:
+                    cand_path, method, excluded, psnr_db = dyn, "dynamic", list(base_exclude), d_db
+        q = onnx.load(str(cand_path))
+        done = quantized_nodes(q, op_types)
+        report = {"precision": "int8", "method": method,
+                  "scheme": ("QDQ, per-channel symmetric INT8 weights, asymmetric UINT8 activations, MinMax calibration"
+                             if method == "static" else "dynamic: INT8 weights, UINT8 activations quantized at run time"),
+                  "op_types": list(op_types), "quantized_nodes": done, "float_nodes": excluded,
+                  "candidates": sum(1 for n in model.graph.node if n.op_type in op_types),
+                  "attempts": tried, "calibration": calib_desc if method == "static" else None}
+        _stamp(q, {META_PREFIX + "precision": "int8", META_PREFIX + "int8_method": method,
+                   META_PREFIX + "int8_quantized_nodes": json.dumps(done),
+                   META_PREFIX + "int8_float_nodes": json.dumps(excluded),
+                   META_PREFIX + "int8_calibration": json.dumps(calib_desc or {})})
+        onnx.save(q, str(dst))
+        return report
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ===================================================================== OpenVINO
+def openvino_int8_transform(samples: list[np.ndarray], ignored: list[str] | None = None):
+    """An ``ov.Model -> ov.Model`` transform quantizing with NNCF post-training quantization."""
+    try:
+        import nncf
+    except ImportError:
+        raise ExportError("--to openvino --int8 needs NNCF: pip install anyir-edge[int8]") from None
+
+    def transform(ov_model):
+        import logging
+
+        nncf.set_log_level(logging.ERROR)
+        scope = nncf.IgnoredScope(names=list(ignored or []), validate=False)
+        return nncf.quantize(ov_model, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER,
+                             preset=nncf.QuantizationPreset.MIXED, subset_size=len(samples), ignored_scope=scope)
+
+    return transform
+
+
+def openvino_candidates(onnx_path) -> list[str]:
+    """Friendly names of the quantizable ops (convolutions, matmuls) of the converted OpenVINO model."""
+    import openvino as ov
+
+    m = ov.convert_model(str(onnx_path))
+    return [op.get_friendly_name() for op in m.get_ordered_ops()
+            if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
+
+
+def openvino_quantized_nodes(xml_path) -> list[str]:
+    """Ops of an IR fed by a FakeQuantize (directly or through a Convert) - the INT8 ones."""
+    import openvino as ov
+
+    m = ov.Core().read_model(str(xml_path))
+    out = []
+    for op in m.get_ordered_ops():
+        if op.get_type_name() not in ("Convolution", "GroupConvolution", "MatMul"):
+            continue
+        srcs = [op.input_value(i).get_node() for i in range(op.get_input_size())]
+        srcs += [s.input_value(0).get_node() for s in srcs if s.get_type_name() in ("Convert", "Multiply", "Subtract")
+                 and s.get_input_size()]
+        if any(s.get_type_name() in ("FakeQuantize", "FakeConvert") or
+               (s.get_type_name() == "Constant" and str(s.get_element_type()) in ("<Type: 'int8_t'>", "i8"))
+               for s in srcs):
+            out.append(op.get_friendly_name())
+    return out
+
+
+def convert_openvino(onnx_path, xml_path, meta: dict[str, str], precision: str, samples=None,
+                     probe: ParityProbe | None = None, threshold: float | None = None, search: bool = True,
+                     max_evals: int = OPENVINO_MAX_EVALS, log=None, calib_desc: dict | None = None):
+    """Verified FP32 ONNX -> OpenVINO IR at ``precision``; returns (companion files, report)."""
+    from .openvino_export import convert
+
+    if precision == "fp16":
+        meta = {**meta, META_PREFIX + "precision": "fp16"}
+        extra = convert(onnx_path, xml_path, meta, compress_to_fp16=True)
+        return extra, {"precision": "fp16", "converter": "openvino.save_model(compress_to_fp16=True)",
+                       "note": "FP16 weights; OpenVINO keeps precision-sensitive subgraphs in FP32 when compressing; "
+                               "the CPU plugin computes in FP32 (INFERENCE_PRECISION_HINT f32)"}
+    if precision != "int8":
+        raise ExportError(f"unknown precision {precision!r}")
+    ignored, tried = [], []
+
+    def build(ign: list[str]):
+        m = {**meta, META_PREFIX + "precision": "int8", META_PREFIX + "int8_method": "nncf-ptq",
+             META_PREFIX + "int8_float_nodes": json.dumps(ign), META_PREFIX + "int8_calibration": json.dumps(calib_desc or {})}
+        return convert(onnx_path, xml_path, m, transform=openvino_int8_transform(samples, ign))
+
+    extra = build([])
+    if probe is not None and threshold is not None:
+        db = probe(xml_path)
+        tried.append({"method": "nncf", "excluded": 0, "psnr_min": round(db, 3)})
+        if log:
+            log(f"INT8 (NNCF post-training quantization): parity {db:.1f} dB")
+        if db < threshold and search:
+            cand = openvino_candidates(onnx_path)
+            if log:
+                log(f"below the {threshold:g} dB gate: bisecting which of {len(cand)} ops to leave in float ...")
+
+            def passes(ign):
+                build(list(ign))
+                return probe(xml_path) >= threshold
+
+            found = bisect_keep(cand, passes, max_evals, log)
+            if _worth_it(found, cand, log):
+                ignored = found
+            extra = build(ignored)
+            tried.append({"method": "nncf", "excluded": len(ignored), "psnr_min": round(probe(xml_path), 3)})
+    report = {"precision": "int8", "method": "nncf-ptq",
+              "scheme": "NNCF post-training quantization (MIXED preset: symmetric weights, asymmetric activations; "
+                        "ModelType.TRANSFORMER)",
+              "quantized_nodes": openvino_quantized_nodes(xml_path), "float_nodes": ignored, "attempts": tried,
+              "calibration": calib_desc}
+    return extra, report
+
+
+# ================================================================= quality gate
+def quality_gate(engine_path, model, precision: str, data_root, sets=QUALITY_SETS, limit: int | None = None,
+                 threads: int | None = None, max_drop_db: float | None = None) -> dict:
+    """PSNR against ground truth of the engine and of the PyTorch FP32 model on ``sets``
+    (:mod:`anyir_edge.eval` protocol); passes when no set drops more than ``max_drop_db``
+    (default :data:`QUALITY_DROP_DB` of ``precision``).  ``sets`` may name folders with lq/ and gt/."""
+    from ..errors import AnyIRError
+    from ..eval import evaluate, resolve_sets
+    from ..runtime import Restorer
+    from ..runtime.backends import TorchBackend
+
+    limit_db = QUALITY_DROP_DB.get(precision, 0.0) if max_drop_db is None else float(max_drop_db)
+    try:
+        chosen = resolve_sets(list(sets))
+    except AnyIRError as e:
+        raise ExportError(str(e)) from None
+    ref = Restorer(TorchBackend(model, device="cpu", threads=threads, fft_mode="fold"), tile=0)
+    rows = {}
+    with Restorer.open(str(engine_path), device="cpu", threads=threads, tile=0) as eng:
+        for s in chosen:
+            try:
+                r_ref = evaluate(ref.restore, [s], Path(data_root), limit=limit, progress=False)["sets"][s.name]
+                r_eng = evaluate(eng.restore, [s], Path(data_root), limit=limit, progress=False)["sets"][s.name]
+            except AnyIRError as e:
+                raise ExportError(f"quality gate: {e}") from None
+            drop = r_ref["model"]["psnr"] - r_eng["model"]["psnr"]
+            rows[s.name] = {"n": r_eng["n"], "psnr_fp32": round(r_ref["model"]["psnr"], 4),
+                            "psnr_engine": round(r_eng["model"]["psnr"], 4), "drop_db": round(drop, 4),
+                            "passed": bool(drop <= limit_db)}
+    return {"passed": all(r["passed"] for r in rows.values()), "max_drop_db": limit_db, "sets": rows,
+            "data": str(data_root), "limit": limit,
+            "gate": f"PSNR vs ground truth at most {limit_db:g} dB below the PyTorch FP32 model on every set"}
+
+
+@dataclass
+class PrecisionPlan:
+    """What :func:`anyir_edge.export.export` needs for a reduced-precision engine."""
+
+    precision: str = "fp32"
+    calib: str | None = None
+    search: bool = True
+    quality_data: str | None = None
+    quality_sets: tuple[str, ...] = QUALITY_SETS
+    quality_limit: int | None = None
+    calib_size: int = CALIB_SIZE
+    calib_max_images: int | None = CALIB_MAX_IMAGES
+    samples: list = field(default_factory=list, repr=False)
+
+
+def file_size_mb(path) -> float:
+    p = Path(path)
+    files = [p] + ([p.with_suffix(".bin")] if p.suffix == ".xml" else [])
+    return sum(os.path.getsize(f) for f in files if f.exists()) / 2**20
