@@ -64,6 +64,7 @@ def save_model(model: AnyIR, path: str | os.PathLike, half: bool = False, metada
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model file is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
