@@ -14,6 +14,15 @@ import time
 
 
 def _rss_mb() -> float:
+    """Peak RSS of this process.  VmHWM belongs to this exec'd image; ru_maxrss is not used
+    because on Linux it starts from the parent's RSS at fork (the parent holds the reference)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
