@@ -29,14 +29,28 @@ def shared_data() -> Path:
     return d
 
 
-@pytest.fixture
-def tiny_model():
-    """anyir-tiny with random weights pushed away from the near-identity initialisation."""
+def perturbed(name: str = "anyir-tiny", seed: int = 0, **overrides):
+    """A model with random weights pushed away from the near-identity initialisation."""
     from anyir_edge.models import create
 
-    torch.manual_seed(0)
-    m = create("anyir-tiny")
+    torch.manual_seed(seed)
+    m = create(name, **overrides)
     with torch.no_grad():
         for p in m.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     return m.eval()
+
+
+@pytest.fixture
+def tiny_model():
+    """anyir-tiny with random weights pushed away from the near-identity initialisation."""
+    return perturbed()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's engines (the machine is shared; results do not change)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

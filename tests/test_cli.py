@@ -1,7 +1,6 @@
 """Console entry points are installed, --help works, errors become one line."""
 import shutil
 import subprocess
-import sys
 
 import pytest
 

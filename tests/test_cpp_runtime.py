@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import perturbed
 
 ROOT = Path(__file__).resolve().parents[1]
 CPP = ROOT / "runtimes" / "cpp"
@@ -54,18 +55,10 @@ def build(tmp_path_factory):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """anyir-tiny with random weights (as tests/conftest.py's tiny_model) as ONNX and OpenVINO IR."""
-    import torch
-
     from anyir_edge.export import onnx_export
-    from anyir_edge.models import create
 
     d = tmp_path_factory.mktemp("cpp-models")
-    torch.manual_seed(0)
-    m = create("anyir-tiny")
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    m.eval()
+    m = perturbed()
     onnx_path = d / "anyir-tiny.onnx"
     exporter, opset = onnx_export.trace(m, str(onnx_path), "fold")
     meta = onnx_export.metadata(m, "fold", exporter, opset, None)

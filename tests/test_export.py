@@ -7,6 +7,7 @@ import os
 import numpy as np
 import onnx
 import pytest
+from conftest import perturbed
 import torch
 
 import anyir_edge
@@ -17,21 +18,7 @@ from anyir_edge.models import create
 from anyir_edge.runtime import Restorer
 
 
-def perturbed(name="anyir-tiny", seed=0, **overrides):
-    torch.manual_seed(seed)
-    m = create(name, **overrides)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return m.eval()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

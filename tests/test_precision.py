@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+from conftest import perturbed
 import torch
 
 import anyir_edge
@@ -16,23 +17,7 @@ from anyir_edge.export import PARITY_GATES_DB, ExportError, ParityError, export,
 from anyir_edge.export import precision as P
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-def perturbed(seed=0):
-    from anyir_edge.models import create
-
-    torch.manual_seed(seed)
-    m = create("anyir-tiny")
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return m.eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

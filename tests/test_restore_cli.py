@@ -5,30 +5,20 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-import torch
+from conftest import perturbed
 
 import anyir_edge
 from anyir_edge.cli import restore as cli_restore
 from anyir_edge.cli import run
 from anyir_edge.export.parity import ASSETS_DIR
-from anyir_edge.models import create
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    m = create("anyir-tiny")
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
+    m = perturbed()
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     anyir_edge.save_model(m.eval(), path)
     return path

@@ -5,36 +5,25 @@ import threading
 import cv2
 import numpy as np
 import pytest
+from conftest import perturbed
 import torch
-import torch.nn.functional as F
 
 import anyir_edge
 from anyir_edge.errors import AnyIRError, CheckpointError
 from anyir_edge.export import onnx_export
 from anyir_edge.export.parity import ASSETS_DIR, psnr
-from anyir_edge.models import create
 from anyir_edge.models.anyir import pad_to_multiple as torch_pad
 from anyir_edge.runtime import EngineError, ImageError, Restorer, pad_to_multiple, physical_cores
 from anyir_edge.runtime.backends import _ort_providers
 from anyir_edge.runtime.image import ramp_weights, tile_starts
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    m = create("anyir-tiny")
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return m.eval()
+    return perturbed()
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import types
 import numpy as np
 import onnx
 import pytest
+from conftest import perturbed
 import torch
 from onnx import TensorProto, helper
 
@@ -34,22 +35,12 @@ def _have_trt_gpu():
 needs_gpu = pytest.mark.skipif(not _have_trt_gpu(), reason="needs TensorRT and an NVIDIA GPU (none on this machine)")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    torch.manual_seed(0)
-    m = anyir_edge.models.create("anyir-tiny")
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return m.eval()
+    return perturbed()
 
 
 @pytest.fixture(scope="module")
