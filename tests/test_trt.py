@@ -232,7 +232,7 @@ def test_settings_defaults_and_gates():
     ({"min_shape": "1x3x512x512", "opt_shape": "1x3x256x256"}, "need min <= opt <= max"),
     ({"opt_shape": "4x3x64x64"}, r"profile N: need min <= opt <= max, got 1 / 4 / 1"),
     ({"workspace_mb": 0}, "--workspace 0"),
-    ({"int8": True}, "--int8 needs --calib DIR"),
+    ({"int8": True, "calib": " "}, "empty folder name"),
     ({"calib": "x"}, "--calib is only used with --int8"),
     ({"int8": True, "calib": "/no/such/folder"}, "no such folder"),
 ])
@@ -272,8 +272,8 @@ def test_export_validates_before_availability(tmp_path):
     """Bad settings are reported even on a machine without TensorRT/GPU; nothing is written."""
     with pytest.raises(ExportError, match="multiples of the model's size multiple 8"):
         export("does-not-exist.safetensors", to="trt", output=str(tmp_path), min_shape="1x3x7x7")
-    with pytest.raises(ExportError, match="--int8 needs --calib"):
-        export("does-not-exist.safetensors", to="trt", output=str(tmp_path), int8=True)
+    with pytest.raises(ExportError, match="no such folder"):
+        export("does-not-exist.safetensors", to="trt", output=str(tmp_path), int8=True, calib=str(tmp_path / "nope"))
     with pytest.raises(ExportError, match="--workspace is not supported by --to onnx"):
         export("does-not-exist.safetensors", to="onnx", output=str(tmp_path), workspace=4)
     assert list(tmp_path.iterdir()) == []
@@ -305,8 +305,10 @@ def test_keep_fp32(name, typ, want):
 
 
 # ------------------------------------------------------------- calibration
-def test_calibration_batches(tmp_path):
+def test_calibration_reader(tmp_path):
     import cv2
+
+    from anyir_edge.export import calibration as C
 
     d = tmp_path / "calib"
     d.mkdir()
@@ -316,13 +318,35 @@ def test_calibration_batches(tmp_path):
     cv2.imwrite(str(d / "b.jpg"), np.full((64, 20, 3), 128, np.uint8))
     cv2.imwrite(str(d / "c.png"), np.full((16, 16), 65535, np.uint16))
     (d / "d.png").write_bytes(b"corrupt")  # skipped
-    batches = list(T.calibration_batches(d, (2, 3, 16, 24)))
-    assert len(batches) == 2 and all(b.shape == (2, 3, 16, 24) and b.dtype == np.float32 for b in batches)
-    a = batches[0][0]
-    assert a[0].min() > 0.99 and a[1].max() < 0.01 and a[2].max() < 0.01  # RGB order, [0, 1]
-    assert np.allclose(batches[1][0], 1.0)  # 16-bit gray scaled
-    assert np.array_equal(batches[1][1], a)  # last batch filled from the start
-    assert len(list(T.calibration_batches(d, (2, 3, 16, 24), limit=2))) == 1
+    crops = list(C.clean_crops(d, 16, 24))
+    assert len(crops) == 3 and all(c.shape == (16, 24, 3) and c.dtype == np.float32 for c in crops)
+    a = crops[0]
+    assert a[..., 0].min() > 0.99 and a[..., 1].max() < 0.01 and a[..., 2].max() < 0.01  # RGB order, [0, 1]
+    assert np.allclose(crops[2], 1.0)  # 16-bit gray scaled
+    assert len(list(C.clean_crops(d, 16, 24, limit=2))) == 2
+    batches = list(C.batched([np.full(2, i) for i in range(3)], 2))
+    assert [b.tolist() for b in batches] == [[[0, 0], [1, 1]], [[2, 2], [0, 0]]]  # last batch filled from the start
+
+
+def test_trt_calibration_is_degraded_like_the_other_targets(tmp_path):
+    """TensorRT's calibrator is fed the same degraded crops as ONNX Runtime / NNCF calibration
+    (one reader, one recipe), not clean photos."""
+    from anyir_edge import degradations as D
+    from anyir_edge.export import calibration as C
+    from anyir_edge.export import precision as P
+
+    batches = list(C.calibration_batches(C.builtin_calibration_folder(), (2, 3, 64, 64), limit=2))
+    samples, desc = P.calibration_samples(None, size=64, max_images=2)
+    flat = np.concatenate(batches)
+    assert flat.shape == (2 * len(D.ORDER), 3, 64, 64) and desc["samples"] == len(flat)
+    assert np.array_equal(flat, np.concatenate(samples))
+    clean = [c.transpose(2, 0, 1) for c in C.clean_crops(C.builtin_calibration_folder(), 64, 64, limit=2)]
+    assert all(np.abs(x - clean[i // len(D.ORDER)]).mean() > 2e-3 for i, x in enumerate(flat))
+
+
+def test_int8_without_calib_uses_builtin_crops():
+    s = T.validate_settings(T.TrtSettings(int8=True), 8)
+    assert s.int8 and s.calib is None
 
 
 def test_calibrator_with_fake_base_class(tmp_path):

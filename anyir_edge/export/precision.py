@@ -19,7 +19,7 @@ still computes in FP32 (``INFERENCE_PRECISION_HINT`` f32 in the backend).
 
 INT8 (ONNX): ``onnxruntime.quantization.quantize_static`` in QDQ format, per-channel INT8
 weights, UINT8 activations, MinMax calibration on real images degraded with every supported
-degradation (:func:`calibration_samples`; without ``--calib`` the shipped asset crops, with a
+degradation (:func:`anyir_edge.export.calibration.calibration_samples`; without ``--calib`` the shipped asset crops, with a
 warning), quantizing :data:`INT8_OP_TYPES`.  When parity fails, :func:`bisect_keep` finds
 the nodes to leave in float (``nodes_to_exclude``); when that fails too, dynamic
 quantization (``quantize_dynamic``, INT8 weights, activations quantized at run time) is
@@ -41,13 +41,13 @@ import inspect
 import json
 import os
 import tempfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from .calibration import CALIB_MAX_IMAGES, CALIB_SIZE, calibration_samples, check_calib_folder  # noqa: F401
 from .formats import ExportError
 
 META_PREFIX = "anyir_edge."
@@ -60,8 +60,6 @@ FP16_BLOCK_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceL2", "Re
 # ops between a ReduceL2 and the Div that normalises q / k by it
 _QK_NORM_CHAIN = ("Clip", "Max", "Expand", "Add", "Div")
 INT8_OP_TYPES = ("Conv", "MatMul")
-CALIB_SIZE = 128           # calibration crops are CALIB_SIZE x CALIB_SIZE (a multiple of 8)
-CALIB_MAX_IMAGES = 16      # images read from the calibration folder (each degraded every way)
 DEFAULT_MAX_EVALS = 24     # parity evaluations a bisection may spend
 OPENVINO_MAX_EVALS = 8     # each one is an NNCF run
 MAX_FLOAT_FRACTION = 0.5   # an INT8 engine leaving more of its candidates in float is not worth shipping
@@ -71,57 +69,6 @@ def precision_of(half: bool | None, int8: bool | None) -> str:
     if half and int8:
         raise ExportError("--fp16 and --int8 exclude each other: choose one precision")
     return "int8" if int8 else "fp16" if half else "fp32"
-
-
-# ==================================================================== calibration
-def check_calib_folder(calib) -> Path:
-    """``calib`` as a Path when it is a folder with at least one readable image; else a one-line ExportError."""
-    from .trt import _calib_problems
-
-    problems = _calib_problems(calib)
-    if problems:
-        raise ExportError(problems[0])
-    return Path(calib)
-
-
-def builtin_calibration_folder() -> Path:
-    from .parity import ASSETS_DIR
-
-    return ASSETS_DIR
-
-
-def calibration_samples(calib=None, size: int = CALIB_SIZE, max_images: int | None = CALIB_MAX_IMAGES,
-                        degradations=None, log: Callable[[str], None] | None = None) -> tuple[list[np.ndarray], dict]:
-    """Calibration folder -> degraded float batches: a list of (1, 3, size, size) float32 RGB [0, 1]
-    arrays and a description.  Each image (scaled to cover and centre-cropped by
-    :func:`anyir_edge.export.trt.calibration_batches`, the one folder reader) is degraded with
-    every degradation of :data:`anyir_edge.degradations.ORDER` (seeded per image and kind).
-    ``calib`` None: the shipped asset crops, with a warning."""
-    from .. import degradations as D
-    from .trt import calibration_batches, calibration_files
-
-    if calib is None:
-        folder = builtin_calibration_folder()
-        if log:
-            log(f"warning: no --calib folder given; calibrating on the {len(calibration_files(folder))} built-in "
-                f"asset crops ({folder.name}/), degraded {len(degradations or D.ORDER)} ways: give --calib DIR "
-                "with images like the ones the engine will see")
-    else:
-        folder = check_calib_folder(calib)
-    degs = tuple(degradations or D.ORDER)
-    samples, names = [], []
-    files = calibration_files(folder)
-    for i, batch in enumerate(calibration_batches(folder, (1, 3, size, size), limit=max_images)):
-        img = np.ascontiguousarray(batch[0].transpose(1, 2, 0))
-        for d in degs:
-            out = D.degrade(img, d, rng=zlib.crc32(f"calib:{i}:{d}".encode()))
-            samples.append(np.ascontiguousarray(out.transpose(2, 0, 1)[None], dtype=np.float32))
-        names.append(i)
-    if not samples:
-        raise ExportError(f"--calib {folder}: none of its {len(files)} image files could be decoded")
-    desc = {"folder": str(folder) if calib is not None else f"built-in ({folder.name}/)", "images": len(names),
-            "degradations": list(degs), "samples": len(samples), "crop": [size, size]}
-    return samples, desc
 
 
 # ====================================================================== probing

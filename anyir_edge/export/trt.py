@@ -3,7 +3,7 @@ builder (TensorRT 10.x Python API) and the INT8 entropy calibrator.
 
 Nothing here imports ``tensorrt`` at module level: the settings validation, the ONNX
 compatibility check (:func:`check_onnx`), the FP32-layer selection (:func:`keep_fp32`), the
-calibration batch generator (:func:`calibration_batches`) and the engine/environment
+calibration feeder (:class:`CalibrationFeeder`, fed by :mod:`anyir_edge.export.calibration`) and the engine/environment
 comparison (:func:`engine_compatibility`) are pure Python and are tested on machines without
 TensorRT or a GPU.  :func:`build_engine` and the calibrator class need TensorRT 10.x and a
 CUDA build of torch (device buffers are torch CUDA tensors).
@@ -36,7 +36,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 
@@ -48,7 +48,6 @@ OUTPUT_NAME = "restored"
 DEFAULT_OPT_HW = 512
 DEFAULT_MAX_HW = 1024
 DEFAULT_WORKSPACE_MB = 4096
-CALIB_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 SIDECAR = ".trt.json"       # NAME.trt.json beside NAME.engine: build settings + environment + parity
 CALIB_CACHE = ".calib.cache"  # NAME.calib.cache: the INT8 calibration cache
 
@@ -78,7 +77,7 @@ class TrtSettings:
 
     fp16: bool = False
     int8: bool = False
-    calib: str | None = None                 # folder of calibration images (--int8)
+    calib: str | None = None                 # folder of calibration images (--int8; None: built-in crops)
     min_shape: Shape | None = None           # None: 1x3xMxM, M = the model's size multiple
     opt_shape: Shape | None = None           # None: 1x3x512x512
     max_shape: Shape | None = None           # None: 1x3x1024x1024
@@ -86,7 +85,7 @@ class TrtSettings:
     timing_cache: str | None = None          # file, read if present and (re)written after the build
     engine_cache_dir: str | None = None      # onnxruntime's TensorRT provider engine cache
     device_id: int = 0
-    calib_max_images: int = 500
+    calib_max_images: int = 64               # images, each degraded every way (anyir_edge.export.calibration)
 
     @property
     def precision(self) -> str:
@@ -113,16 +112,11 @@ class TrtSettings:
         return d
 
 
-def calibration_files(folder) -> list[Path]:
-    p = Path(folder)
-    return sorted(f for f in p.iterdir() if f.suffix.lower() in CALIB_SUFFIXES and f.is_file())
-
-
 def validate_settings(settings: TrtSettings, size_multiple: int = 8) -> TrtSettings:
     """Check a build's settings before any GPU work; returns them with defaults filled in.
 
     Shapes: NxCxHxW, C = 3, min <= opt <= max per dimension, H and W multiples of the model's
-    size multiple.  INT8: a calibration folder that exists, is readable and holds at least one
+    size multiple.  INT8 with ``--calib``: a folder that exists, is readable and holds at least one
     readable image.  Raises :class:`ExportError` with every problem on one line.
     """
     m = int(size_multiple)
@@ -147,7 +141,9 @@ def validate_settings(settings: TrtSettings, size_multiple: int = 8) -> TrtSetti
     if s.calib and not s.int8:
         problems.append("--calib is only used with --int8")
     if s.int8:
-        problems.extend(_calib_problems(s.calib))
+        from .calibration import calib_problems
+
+        problems.extend(calib_problems(s.calib))
     if s.timing_cache:
         tc = Path(s.timing_cache)
         if tc.exists() and (not tc.is_file() or not os.access(tc, os.R_OK)):
@@ -157,31 +153,6 @@ def validate_settings(settings: TrtSettings, size_multiple: int = 8) -> TrtSetti
     if problems:
         raise ExportError("; ".join(problems))
     return s
-
-
-def _calib_problems(calib) -> list[str]:
-    if not calib:
-        return ["--int8 needs --calib DIR (a folder of calibration images)"]
-    p = Path(calib)
-    if not p.exists():
-        return [f"--calib {p}: no such folder"]
-    if not p.is_dir():
-        return [f"--calib {p}: not a folder"]
-    if not os.access(p, os.R_OK | os.X_OK):
-        return [f"--calib {p}: folder not readable"]
-    files = calibration_files(p)
-    if not files:
-        return [f"--calib {p}: no images ({', '.join(CALIB_SUFFIXES)}) in the folder"]
-    readable = 0
-    for f in files:
-        try:
-            with open(f, "rb") as fh:
-                readable += bool(fh.read(1))
-        except OSError:
-            pass
-    if not readable:
-        return [f"--calib {p}: none of its {len(files)} image files can be read"]
-    return []
 
 
 def ort_provider_options(settings: TrtSettings | None, device_id: int | None = None,
@@ -498,58 +469,6 @@ def apply_precision_constraints(network, trt) -> list[str]:
 
 
 # =============================================================== calibration
-def _to_rgb01(img: np.ndarray) -> np.ndarray:
-    scale = 65535.0 if img.dtype == np.uint16 else 255.0 if img.dtype == np.uint8 else 1.0
-    if img.ndim == 2:
-        img = img[..., None]
-    if img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
-    rgb = img[..., :3][..., ::-1].astype(np.float32) / np.float32(scale)  # OpenCV BGR -> RGB
-    return np.clip(rgb, 0.0, 1.0)
-
-
-def _cover_crop(rgb: np.ndarray, h: int, w: int) -> np.ndarray:
-    import cv2
-
-    ih, iw = rgb.shape[:2]
-    s = max(h / ih, w / iw)
-    nh, nw = max(h, int(round(ih * s))), max(w, int(round(iw * s)))
-    if (nh, nw) != (ih, iw):
-        rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
-    y0, x0 = (nh - h) // 2, (nw - w) // 2
-    return np.clip(rgb[y0:y0 + h, x0:x0 + w], 0.0, 1.0)
-
-
-def calibration_batches(folder, shape: Shape, limit: int | None = None) -> Iterator[np.ndarray]:
-    """(N, 3, H, W) float32 RGB [0, 1] batches from the images in ``folder`` at ``shape``
-    (the profile's opt shape): each image is scaled to cover H x W and centre-cropped; files
-    in name order; a last incomplete batch is filled with images from the start.  Unreadable
-    files are skipped."""
-    from ..runtime.io import read_image
-
-    n, _, h, w = parse_shape(shape)
-    files = calibration_files(folder)[:limit] if limit else calibration_files(folder)
-    batch, first = [], []
-    for f in files:
-        try:
-            x = _cover_crop(_to_rgb01(read_image(f)), h, w).transpose(2, 0, 1)
-        except Exception:
-            continue
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if len(first) < n:
-            first.append(x)
-        batch.append(x)
-        if len(batch) == n:
-            yield np.stack(batch)
-            batch = []
-    if batch and first:
-        i = 0
-        while len(batch) < n:
-            batch.append(first[i % len(first)])
-            i += 1
-        yield np.stack(batch)
-
-
 class CalibrationFeeder:
     """The pure-Python half of the INT8 calibrator: batches in, cache file in and out."""
 
@@ -723,13 +642,18 @@ def build_engine(onnx_path, engine_path, settings: TrtSettings, log=None) -> dic
     cache = config.create_timing_cache(tc_path.read_bytes() if tc_path and tc_path.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
     forced: list[str] = []
-    calib_cache = None
+    calib_cache = calib_desc = None
     if settings.fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     if settings.int8:
         config.set_flag(trt.BuilderFlag.INT8)
         calib_cache = Path(engine_path).with_name(Path(engine_path).stem + CALIB_CACHE)
-        feeder = CalibrationFeeder(calibration_batches(settings.calib, settings.opt_shape, settings.calib_max_images),
+        from .calibration import calibration_batches, resolve_folder
+
+        folder = resolve_folder(settings.calib, log)
+        calib_desc = {"folder": str(folder), "max_images": settings.calib_max_images,
+                      "degraded": "every anyir_edge.degradations.ORDER kind per image", "batch": settings.opt_shape[0]}
+        feeder = CalibrationFeeder(calibration_batches(folder, settings.opt_shape, settings.calib_max_images),
                                    settings.opt_shape[0], calib_cache)
         config.int8_calibrator = entropy_calibrator(trt, feeder, device=f"cuda:{settings.device_id}")
         config.set_calibration_profile(profile)
@@ -753,6 +677,7 @@ def build_engine(onnx_path, engine_path, settings: TrtSettings, log=None) -> dic
         "precision_constraints": "obey" if forced else None,
         "timing_cache": str(tc_path) if tc_path else None,
         "calibration_cache": calib_cache.name if calib_cache else None,
+        "calibration": calib_desc,
         "build_seconds": round(time.perf_counter() - t0, 2),
     }
 
