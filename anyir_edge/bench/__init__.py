@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AnyIRError
+from ..fsutil import atomic_path
 from ..export import PARITY_GATES_DB
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
@@ -331,16 +332,14 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.legend()
     ax.set_title("anyir-bench: latency vs resolution")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("." + path.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=path.suffix or ".png") as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
 
 
 def write_json(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=1)
-    os.replace(tmp, path)
+    from ..fsutil import write_json as _write
+
+    _write(path, obj, indent=1)

@@ -14,10 +14,8 @@ Protocol (see :mod:`anyir_edge.metrics` for the metric conventions):
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,8 +177,6 @@ def markdown_table(results: dict) -> str:
 
 
 def write_json(results: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(results, f, indent=1, default=lambda o: None if isinstance(o, float) and math.isinf(o) else o)
-    os.replace(tmp, path)
+    from ..fsutil import write_json as _write
+
+    _write(path, results, indent=1, default=lambda o: None if isinstance(o, float) and math.isinf(o) else o)

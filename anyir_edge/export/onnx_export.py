@@ -14,7 +14,6 @@ import json
 import warnings
 
 import torch
-import torch.nn.functional as F
 
 from .formats import ExportError
 

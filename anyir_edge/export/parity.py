@@ -14,10 +14,7 @@ clipped to [0, 1], mean over channels), max and mean absolute error.  The gate i
 """
 from __future__ import annotations
 
-import json
-import os
 import platform
-import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -150,15 +147,6 @@ def _versions() -> dict:
 
 
 def write_json(path: Path, obj: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    from ..fsutil import write_json as _write
+
+    return _write(path, obj)

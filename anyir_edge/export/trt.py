@@ -40,6 +40,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..fsutil import atomic_write
 from .formats import ExportError
 
 OPS_TABLE = Path(__file__).resolve().parent / "data" / "trt_onnx_ops.json"
@@ -494,7 +495,7 @@ class CalibrationFeeder:
             payload = memoryview(data).tobytes()
         except TypeError:
             payload = bytes(data)
-        _atomic_write(self.cache_path, payload)
+        atomic_write(self.cache_path, payload)
 
 
 def entropy_calibrator(trt, feeder: CalibrationFeeder, device: str = "cuda"):
@@ -589,20 +590,6 @@ def missing_requirements() -> list[str]:
     return out
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def _import_tensorrt():
     try:
         import tensorrt as trt
@@ -666,9 +653,9 @@ def build_engine(onnx_path, engine_path, settings: TrtSettings, log=None) -> dic
     if serialized is None:
         raise ExportError("TensorRT's builder failed (see its log above); try a larger --workspace or a smaller "
                           "--max-shape")
-    _atomic_write(Path(engine_path), memoryview(serialized).tobytes())
+    atomic_write(Path(engine_path), memoryview(serialized).tobytes())
     if tc_path:
-        _atomic_write(tc_path, memoryview(config.get_timing_cache().serialize()).tobytes())
+        atomic_write(tc_path, memoryview(config.get_timing_cache().serialize()).tobytes())
     return {
         "tensorrt": trt.__version__,
         "input": input_name,
@@ -694,7 +681,7 @@ def write_sidecar(engine_path, settings: TrtSettings, build: dict, metadata: dic
         "metadata": metadata,
         "parity": parity,
     }
-    return _atomic_write(sidecar_path(engine_path), (json.dumps(doc, indent=2) + "\n").encode())
+    return atomic_write(sidecar_path(engine_path), (json.dumps(doc, indent=2) + "\n").encode())
 
 
 def read_sidecar(engine_path) -> dict:

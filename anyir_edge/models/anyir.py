@@ -23,7 +23,7 @@ All convolutions are bias-free; LayerNorms have weight and bias.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

@@ -15,7 +15,7 @@ A Restorer may be shared between threads.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
 
 import numpy as np
 

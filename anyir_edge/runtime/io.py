@@ -6,11 +6,11 @@ Arrays read here are in OpenCV's channel order (BGR / BGRA / gray) with the file
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..fsutil import atomic_write
 from .errors import ImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".ppm", ".pgm",
@@ -90,13 +90,4 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
         raise ImageError(f"{path}: cannot encode as {suffix} ({msg[:120]})") from None
     if not ok:
         raise ImageError(f"{path}: cannot encode as {suffix}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, buf.tobytes())

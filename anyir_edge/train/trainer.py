@@ -15,7 +15,6 @@ import math
 import os
 import random
 import signal
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..errors import AnyIRError
+from ..fsutil import atomic_path
 from ..models import create
 from ..models.checkpoint import save_model
 from .config import TrainConfig
@@ -51,14 +51,8 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class Trainer:
