@@ -41,6 +41,15 @@ def perturbed(name: str = "anyir-tiny", seed: int = 0, **overrides):
     return m.eval()
 
 
+def saved_perturbed(folder: Path, filename: str, name: str = "anyir-tiny") -> Path:
+    """:func:`perturbed` saved as a safetensors checkpoint ``folder/filename`` (the export tests' input)."""
+    import anyir_edge
+
+    path = Path(folder) / filename
+    anyir_edge.save_model(perturbed(name), path)
+    return path
+
+
 @pytest.fixture
 def tiny_model():
     """anyir-tiny with random weights pushed away from the near-identity initialisation."""

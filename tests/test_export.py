@@ -7,7 +7,7 @@ import os
 import numpy as np
 import onnx
 import pytest
-from conftest import perturbed
+from conftest import perturbed, saved_perturbed
 import torch
 
 import anyir_edge
@@ -23,9 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "tiny-test.safetensors"
-    anyir_edge.save_model(perturbed(), path)
-    return path
+    return saved_perturbed(tmp_path_factory.mktemp("ckpt"), "tiny-test.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from conftest import perturbed
+from conftest import perturbed, saved_perturbed
 import torch
 
 import anyir_edge
@@ -22,9 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    anyir_edge.save_model(perturbed(), path)
-    return path
+    return saved_perturbed(tmp_path_factory.mktemp("ckpt"), "tiny.safetensors")
 
 
 @pytest.fixture(scope="module")

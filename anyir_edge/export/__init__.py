@@ -266,19 +266,25 @@ def _export(fmt, net, stem, source, final, work, strategy, opset, do_simplify, d
     elif reduced is not None:
         cert["quality"] = {"passed": None, "note": "not checked: give --data DIR (CBSD68 sigma 25 and Rain100L)"}
         log("note: PSNR-vs-ground-truth gate not run (give --data DIR)")
+    cert_path, placed = _accept_or_reject(engine_tmp, final, companions, cert, failure)
+    log(f"wrote {final} ({precision}, parity {psnr:.1f} dB min, SSIM {cert['summary']['ssim_min']:.6f}) and {cert_path.name}")
+    return ExportResult(final, cert_path, cert, fmt.name, strategy, placed)
+
+
+def _accept_or_reject(engine_tmp: Path, final: Path, companions, cert: dict, failure: str | None):
+    """Place a verified engine at ``final`` with its certificate; or, on ``failure``, keep it as
+    NAME.rejected.SUFFIX (+ NAME.rejected.parity.json) and raise :class:`ParityError`, leaving
+    whatever was at ``final`` untouched.  Returns (certificate path, placed files)."""
     if failure:
         rejected = sidecar(final, ".rejected" + final.suffix)
-        cert["engine"] = rejected.name
-        cert["rejected"] = True
+        cert["engine"], cert["rejected"] = rejected.name, True
         _place(engine_tmp, rejected, companions)
         cert_path = write_json(sidecar(final, ".rejected.parity.json"), cert)
         raise ParityError(f"{failure}: engine rejected, kept as "
                           f"{rejected} (certificate {cert_path.name}); {final.name} was not written")
     cert["engine"] = final.name
     cert_path = write_json(sidecar(final, ".parity.json"), cert)
-    placed = _place(engine_tmp, final, companions)
-    log(f"wrote {final} ({precision}, parity {psnr:.1f} dB min, SSIM {cert['summary']['ssim_min']:.6f}) and {cert_path.name}")
-    return ExportResult(final, cert_path, cert, fmt.name, strategy, placed)
+    return cert_path, _place(engine_tmp, final, companions)
 
 
 def _reduce(fmt, net, stem, work, onnx_tmp, meta, inputs, threshold, threads, log, plan):
@@ -335,16 +341,8 @@ def _export_trt(net, stem, source, final, work, strategy, opset, settings, input
               "ssim_min": cert["summary"]["ssim_min"]}
     side = trt_export.write_sidecar(engine_tmp, settings, build, meta, parity)
     companions = [side] + ([work / build["calibration_cache"]] if build.get("calibration_cache") else [])
-    if not cert["passed"]:
-        rejected = sidecar(final, ".rejected" + final.suffix)
-        cert["engine"], cert["rejected"] = rejected.name, True
-        _place(engine_tmp, rejected, companions)
-        cert_path = write_json(sidecar(final, ".rejected.parity.json"), cert)
-        raise ParityError(f"parity {psnr:.2f} dB is below the {threshold:g} dB gate: engine rejected, kept as "
-                          f"{rejected} (certificate {cert_path.name}); {final.name} was not written")
-    cert["engine"] = final.name
-    cert_path = write_json(sidecar(final, ".parity.json"), cert)
-    placed = _place(engine_tmp, final, companions)
+    failure = None if cert["passed"] else f"parity {psnr:.2f} dB is below the {threshold:g} dB gate"
+    cert_path, placed = _accept_or_reject(engine_tmp, final, companions, cert, failure)
     log(f"wrote {final} ({settings.precision}, parity {psnr:.1f} dB min) with {cert_path.name} and "
         f"{', '.join(p.name for p in placed)}")
     return ExportResult(final, cert_path, cert, "trt", strategy, placed)

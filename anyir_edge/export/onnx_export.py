@@ -92,7 +92,7 @@ def trace(model, path: str, fft: str, opset: int | None = None, dynamic: bool = 
         m = model.size_multiple
         shapes = {"x": {0: Dim("batch", min=1, max=1024), 2: m * Dim("h_blocks", min=2, max=4096),
                         3: m * Dim("w_blocks", min=2, max=4096)}} if dynamic else None
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_logger("torch.onnx"):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), quiet_logger("torch.onnx"):
             warnings.simplefilter("ignore")
             try:
                 prog = torch.onnx.export(
@@ -107,7 +107,8 @@ def trace(model, path: str, fft: str, opset: int | None = None, dynamic: bool = 
 
 
 @contextlib.contextmanager
-def _quiet_logger(name: str):
+def quiet_logger(name: str | None = None):
+    """Raise logger ``name`` (None: the root logger) to ERROR inside the block."""
     import logging
 
     lg = logging.getLogger(name)

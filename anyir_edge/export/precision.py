@@ -49,6 +49,7 @@ import numpy as np
 
 from .calibration import CALIB_MAX_IMAGES, CALIB_SIZE, calibration_samples, check_calib_folder  # noqa: F401
 from .formats import ExportError
+from .onnx_export import quiet_logger
 
 META_PREFIX = "anyir_edge."
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -348,23 +349,6 @@ def _worth_it(found, cand, log) -> bool:
     return found is not None
 
 
-def _quiet_ort_logging():
-    import contextlib
-    import logging
-
-    @contextlib.contextmanager
-    def ctx():
-        root = logging.getLogger()
-        old = root.level
-        root.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            root.setLevel(old)
-
-    return ctx()
-
-
 def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None = None,
                   threshold: float | None = None, search: bool = True, dynamic_fallback: bool = True,
                   op_types=INT8_OP_TYPES, exclude: list[str] | None = None, max_evals: int = DEFAULT_MAX_EVALS,
@@ -387,7 +371,7 @@ def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None
     def static(path: Path, excluded: list[str]) -> Path:
         kw = {"calibration_cache_path": str(cache)} if has_cache else {}
         reader = None if (has_cache and cache.is_file()) else SampleReader(samples).reader
-        with _quiet_ort_logging():
+        with quiet_logger():  # onnxruntime.quantization logs to the root logger
             quantize_static(str(named), str(path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             op_types_to_quantize=list(op_types), nodes_to_exclude=list(excluded),
@@ -395,7 +379,7 @@ def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None
         return path
 
     def dynamic(path: Path) -> Path:
-        with _quiet_ort_logging():
+        with quiet_logger():  # onnxruntime.quantization logs to the root logger
             quantize_dynamic(str(named), str(path), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
                              nodes_to_exclude=list(base_exclude))
         return path
