@@ -275,3 +275,22 @@ def test_thread_safe_restore(request, which):
     tiled = [r.restore(im, tile=16, overlap=4) for im in imgs]
     for (k, rep), (i, out) in results.items():
         assert np.array_equal(out, expected[i] if k % 2 else tiled[i])
+
+
+def test_engine_runtime_does_not_import_torch(onnx_path, tmp_path):
+    """An app that only runs an exported engine (the anyir-restore path for .onnx) never loads
+    torch: ~250 MB of RSS and seconds of start-up an edge device should not pay."""
+    import subprocess
+    import sys
+
+    img = tmp_path / "in.png"
+    cv2.imwrite(str(img), asset("wood"))
+    code = (
+        "import sys\n"
+        "from anyir_edge.cli import restore\n"
+        f"rc = restore.main([{str(img)!r}, '-o', {str(tmp_path / 'out.png')!r}, '--model', {str(onnx_path)!r},"
+        " '--threads', '1', '--quiet'])\n"
+        "print(rc, 'torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[-2:] == ["0", "False"]
+    assert cv2.imread(str(tmp_path / "out.png")).shape == (160, 160, 3)

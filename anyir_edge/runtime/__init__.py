@@ -60,9 +60,11 @@ class Restorer:
         """Open a model: ``.onnx`` -> onnxruntime, ``.xml`` -> OpenVINO, a checkpoint
         (``.safetensors``/``.pth``) or a shipped model name -> PyTorch; ``backend`` overrides.
         ``kwargs`` go to the constructor (tile, overlap, memory_limit)."""
-        from ..models.anyir import AnyIR
+        if not isinstance(path_or_name, (str, os.PathLike)):  # an in-memory model (torch is loaded already)
+            from ..models.anyir import AnyIR
 
-        if isinstance(path_or_name, AnyIR):
+            if not isinstance(path_or_name, AnyIR):
+                raise EngineError(f"expected a model path, shipped name or AnyIR module, got {type(path_or_name).__name__}")
             if backend not in (None, "torch", "pytorch"):
                 raise EngineError("an in-memory model runs on the torch backend only")
             return cls(TorchBackend(path_or_name, device=device, threads=threads), **kwargs)

@@ -61,41 +61,37 @@ def prepare(image: np.ndarray, bgr: bool = False) -> Prepared:
     h, w = image.shape[:2]
     if h == 0 or w == 0:
         raise ImageError(f"zero-size image ({h}x{w})")
-    alpha = None
-    if chans == 4:
-        alpha = image[..., 3].copy()
-        color = image[..., :3]
-    elif chans in (0, 1):
-        plane = image if chans == 0 else image[..., 0]
-        color = np.repeat(plane[..., None], 3, axis=2)
-    else:
-        color = image
+    alpha = image[..., 3].copy() if chans == 4 else None
+    swap = bgr and chans in (3, 4)
+    # filled plane by plane: one float32 copy of the image, however large (a 4K photo is 100 MB)
+    rgb = np.empty((3, h, w), np.float32)
+    for i in range(3):
+        plane = image if chans == 0 else image[..., 0 if chans == 1 else (2 - i if swap else i)]
+        if dtype in _FLOATS:
+            rgb[i] = plane  # float64 beyond float32's range becomes inf: refused below
+        else:
+            np.multiply(plane, np.float32(1.0 / _INT_SCALE[dtype]), out=rgb[i], dtype=np.float32)
     if dtype in _FLOATS:
-        x = color.astype(np.float32)
-        if not np.isfinite(x).all():
+        if not np.isfinite(rgb).all():
             raise ImageError("image contains NaN or infinite values")
-        if dtype == np.float64 and not np.isfinite(color).all():  # pragma: no cover - covered above
-            raise ImageError("image contains NaN or infinite values")
-        x = np.clip(x, 0.0, 1.0)
-    else:
-        x = color.astype(np.float32) * np.float32(1.0 / _INT_SCALE[dtype])
-    if bgr and chans in (3, 4):
-        x = x[..., ::-1]
-    rgb = np.ascontiguousarray(x.transpose(2, 0, 1))
-    return Prepared(rgb, dtype, image.shape, chans in (0, 1), alpha, bgr and chans in (3, 4))
+        np.clip(rgb, 0.0, 1.0, out=rgb)
+    return Prepared(rgb, dtype, image.shape, chans in (0, 1), alpha, swap)
 
 
 def finish(p: Prepared, rgb: np.ndarray) -> np.ndarray:
-    """Turn the model output (3, H, W) float back into the input's dtype and layout."""
-    x = np.clip(rgb, 0.0, 1.0).transpose(1, 2, 0)
+    """Turn the model output (3, H, W) float back into the input's dtype and layout.
+    ``rgb`` is the runtime's own output buffer: it is clipped and scaled in place."""
+    x = rgb if rgb.dtype == np.float32 and rgb.flags.writeable else rgb.astype(np.float32)
+    np.clip(x, 0.0, 1.0, out=x)
     if p.gray:
-        x = x.mean(axis=2, keepdims=True)
-    elif p.bgr:
-        x = x[..., ::-1]
+        x = x.mean(axis=0, keepdims=True, dtype=np.float32)
     if p.dtype in _INT_SCALE:
-        x = np.rint(x * _INT_SCALE[p.dtype]).astype(p.dtype)
-    else:
-        x = x.astype(p.dtype)
+        x *= np.float32(_INT_SCALE[p.dtype])
+        np.rint(x, out=x)
+    x = x.transpose(1, 2, 0)
+    if p.bgr:
+        x = x[..., ::-1]
+    x = x.astype(p.dtype)
     if p.alpha is not None:
         x = np.concatenate([x, p.alpha[..., None]], axis=2)
     return np.ascontiguousarray(x.reshape(p.shape))
