@@ -105,6 +105,37 @@ def test_parity_certificate_fields(fold_export):
         assert set(r) >= {"image", "degradation", "seed", "size", "psnr", "ssim", "max_abs_error", "mean_abs_error"}
 
 
+@pytest.mark.parametrize("name", ["anyir-tiny", "anyir"])
+def test_deploy_form_is_the_same_function(name):
+    """The GDFN reparametrisation used for export: same output, padded widths, original untouched."""
+    from anyir_edge.export.deploy import DeployGDFN, deploy_copy
+    from anyir_edge.models.anyir import GDFN
+
+    m = perturbed(name)
+    d = deploy_copy(m)
+    x = torch.rand(1, 3, 24, 40)
+    with torch.inference_mode():
+        assert torch.allclose(m(x), d(x), atol=2e-6)
+    dep = [g for g in d.modules() if isinstance(g, DeployGDFN)]
+    assert len(dep) == sum(isinstance(g, GDFN) for g in m.modules()) > 0
+    assert not any(isinstance(g, GDFN) for g in d.modules())
+    assert all(g.dw_a.out_channels % 8 == 0 and g.dw_a.out_channels >= g.project_out.out_channels for g in dep)
+
+
+def test_exported_graph_has_no_gdfn_split(fold_export):
+    """GDFN's chunk is gone from the graph (no Split in any /ffn/ scope, whose convs are
+    there); every depthwise conv wider than 8 channels has a multiple of 8 (onnxruntime's
+    NCHWc kernels)."""
+    from anyir_edge.models.anyir import DAB
+
+    g = onnx.load(str(fold_export.path)).graph
+    ffn = [n.op_type for n in g.node if "/ffn/" in n.name]
+    assert ffn.count("Conv") == 5 * sum(isinstance(b, DAB) for b in perturbed().modules())  # 2 in, 2 dw, 1 out
+    assert "Split" not in ffn and "Slice" not in ffn
+    groups = [a.i for n in g.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"]
+    assert all(gr % 8 == 0 for gr in groups if gr > 8)
+
+
 def test_assets_are_small_real_crops():
     files = list(ASSETS_DIR.glob("*.png"))
     assert len(files) >= 4 and sum(f.stat().st_size for f in files) < 1_000_000

@@ -8,7 +8,6 @@ H and W multiples of the size multiple (the runtime pads; see ``anyir_edge.pad``
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 import warnings
@@ -60,8 +59,11 @@ def metadata(model, fft: str, exporter: str, opset: int, source: str | None) -> 
 
 
 def trace(model, path: str, fft: str, opset: int | None = None, dynamic: bool = True) -> tuple[str, int]:
-    """Write the raw exported graph to ``path``; returns (exporter, opset)."""
-    model = copy.deepcopy(model).float().cpu().eval()
+    """Write the raw exported graph of ``model`` in its deploy form (:mod:`.deploy`) to ``path``;
+    returns (exporter, opset)."""
+    from .deploy import deploy_copy
+
+    model = deploy_copy(model).float().cpu().eval()
     x = torch.rand(*SAMPLE_SHAPE)
     if fft in ("fold", "matmul"):
         opset = opset or 17
