@@ -10,7 +10,7 @@ libanyir_runtime.so called through its C ABI with ctypes (one foreign call per r
 Python: ``anyir_edge.runtime.Restorer.restore``.  Both run in this process, alternating run by
 run, so load from other jobs on a shared machine hits both sides alike; the ratio is the median
 of the per-pair ratios.  The two outputs are checked to be identical first.  Without
---onnx/--xml, anyir-tiny with random weights (seed 0) is exported to a temp dir.
+--onnx/--xml, the shipped anyir-tiny (or --model) is exported to a temp dir with anyir-export's code.
 (``anyir-restore-cpp --bench N`` times the app itself, one process per call.)
 """
 from __future__ import annotations
@@ -32,30 +32,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 
-def export_models(d: Path) -> tuple[Path, Path | None]:
-    import torch
+def export_models(d: Path, model: str = "anyir-tiny") -> tuple[Path, Path | None]:
+    """``model`` exported and verified by the toolkit's own exporter (ONNX, and OpenVINO when installed)."""
+    from anyir_edge.export import export
 
-    from anyir_edge.export import onnx_export
-    from anyir_edge.models import create
-
-    torch.manual_seed(0)
-    m = create("anyir-tiny")
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    m.eval()
-    onnx_path = d / "anyir-tiny.onnx"
-    exporter, opset = onnx_export.trace(m, str(onnx_path), "fold")
-    meta = onnx_export.metadata(m, "fold", exporter, opset, None)
-    onnx_export.finalize(str(onnx_path), meta)
+    quiet = dict(output=str(d), log=lambda m: None)
+    onnx_path = export(model, to="onnx", **quiet).path
     try:
-        from anyir_edge.export.openvino_export import convert
-
-        xml = d / "anyir-tiny.xml"
-        convert(onnx_path, xml, meta)
+        import openvino  # noqa: F401
     except ImportError:
-        xml = None
-    return onnx_path, xml
+        return onnx_path, None
+    return onnx_path, export(model, to="openvino", **quiet).path
 
 
 class CApi:
@@ -116,6 +103,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=1, help="untimed restores per side first")
     ap.add_argument("--runs", type=int, default=7, help="timed restores per side, C++ and Python alternating")
+    ap.add_argument("--model", default="anyir-tiny", help="shipped name or checkpoint exported when --onnx is not given")
+    ap.add_argument("--machine-note", default="", help="appended to the machine description (e.g. 'quiet')")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cpp_vs_python")
     args = ap.parse_args(argv)
 
@@ -125,9 +114,8 @@ def main(argv=None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="anyir-bench-"))
     onnx_path, xml = args.onnx, args.xml
-    random_weights = onnx_path is None
     if onnx_path is None:
-        onnx_path, xml_made = export_models(tmp)
+        onnx_path, xml_made = export_models(tmp, args.model)
         xml = xml or xml_made
     engines = [("onnxruntime", onnx_path)] + ([("openvino", xml)] if xml else [])
     lib = CApi(args.app.parent / "libanyir_runtime.so")
@@ -172,17 +160,18 @@ def main(argv=None) -> int:
         ov_version = None
     result = {
         "what": "C++ runtime (libanyir_runtime anyir_restore_u8) vs Python runtime (Restorer.restore) latency of one 8-bit RGB restore",
-        "model": "anyir-tiny, random weights (seed 0; no shipped weights yet)" if random_weights else str(args.onnx),
+        "model": str(args.onnx) if args.onnx else f"{args.model} (exported with anyir-export's code)",
         "command": "python runtimes/cpp/bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "method": f"{args.warmup} warm-up + {args.runs} timed restores per side in one process, C++ (C ABI via ctypes) "
                   "and Python alternating run by run; ratio = median of the per-pair ratios Python / C++",
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, shared with a background training job",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs" + (f", {args.machine_note}" if args.machine_note else ""),
         "onnxruntime": onnxruntime.__version__, "openvino": ov_version,
         "date": time.strftime("%Y-%m-%d"),
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    from anyir_edge.fsutil import atomic_write, write_json
+
+    write_json(args.out.with_suffix(".json"), result)
     md = [f"# C++ vs Python runtime latency ({result['date']})", "",
           f"{result['what']}. Model: {result['model']}. {result['method']}. Machine: {result['machine']}; "
           f"onnxruntime {result['onnxruntime']}, openvino {result['openvino']}.", "",
@@ -195,7 +184,7 @@ def main(argv=None) -> int:
     md += ["", "Python / C++ > 1 means the C++ runtime is faster. Both sides run the same engine library "
            "(the onnxruntime wheel's libonnxruntime.so, the openvino wheel's libopenvino.so) with the same settings, "
            "so the difference is the wrapper: image conversion, padding, tensor copies, interpreter overhead."]
-    args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    atomic_write(args.out.with_suffix(".md"), "\n".join(md) + "\n")
     print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
     return 0
 
