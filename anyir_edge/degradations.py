@@ -16,12 +16,15 @@ Models (registry name: function)
     ``y = x + sigma/255 * N(0, 1)``.  ``sigma`` on the 0-255 scale; sampled
     from {15, 25, 50} (the PromptIR/AnyIR denoising protocol).
 ``rain``: :func:`rain` -- sparse random seeds (``density`` = fraction of
-    pixels; sampled U(0.0005, 0.008), or a level name from ``RAIN_LEVELS``:
+    pixels; sampled U(0.0002, 0.002), or a level name from ``RAIN_LEVELS``:
     light 0.001 / medium 0.003 / heavy 0.008) smeared by an anti-aliased line
     kernel of ``length`` px (int U[10, 40]) at ``angle`` degrees from vertical
-    (U(-30, 30)), thickened to ``width`` px (int U[1, 3]) and scaled to
-    ``intensity`` (U(0.5, 0.9)).  The achromatic streak layer is added:
-    ``y = clip(x + streaks)`` with ``streaks >= 0``.
+    (U(-30, 30)), thickened to ``width`` px (int U[1, 2]) and scaled to
+    ``intensity`` (U(0.3, 0.8)).  The achromatic streak layer is added:
+    ``y = clip(x + streaks)`` with ``streaks >= 0``.  The sampled ranges give rainy
+    BSD400 images of 16-32 dB PSNR (median 23.6), around the real sets' inputs (Rain100L
+    25.5 dB, Rain12 28.8 dB); the first ranges (density up to 0.008, width up to 3,
+    intensity 0.5-0.9: median 13 dB) taught the model to over-process light real rain.
 ``haze``: :func:`haze` -- atmospheric scattering ``I = J t + A (1 - t)``,
     ``t = exp(-beta d)``, ``d`` a smooth random depth map in [0, 1] (upsampled,
     blurred low-frequency noise mixed with a top-far vertical gradient).
@@ -146,11 +149,11 @@ def rain(img: np.ndarray, rng: RngLike = None, density: float | str | None = Non
         if density not in RAIN_LEVELS:
             raise ValueError(f"unknown rain level {density!r}; valid: {', '.join(RAIN_LEVELS)}")
         density = RAIN_LEVELS[density]
-    density = _param(density, lambda: rng.uniform(0.0005, 0.008), "density", 0.0, 1.0)
+    density = _param(density, lambda: rng.uniform(0.0002, 0.002), "density", 0.0, 1.0)
     length = int(_param(length, lambda: rng.integers(10, 41), "length", 1, 1000))
     angle = _param(angle, lambda: rng.uniform(-30.0, 30.0), "angle", -90.0, 90.0)
-    width = int(_param(width, lambda: rng.integers(1, 4), "width", 1, 100))
-    intensity = _param(intensity, lambda: rng.uniform(0.5, 0.9), "intensity", 0.0, 1.0)
+    width = int(_param(width, lambda: rng.integers(1, 3), "width", 1, 100))
+    intensity = _param(intensity, lambda: rng.uniform(0.3, 0.8), "intensity", 0.0, 1.0)
 
     h, w = x.shape[:2]
     seeds = (rng.random((h, w)) < density) * rng.uniform(0.6, 1.0, (h, w))
