@@ -11,10 +11,15 @@ from pathlib import Path
 from typing import Iterator
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# read once, at import: os.umask can only be read by setting it, and setting it while other
+# threads create files (Restorer.restore is called from several threads) would race
+_UMASK = _read_umask()
 
 
 @contextmanager
@@ -28,7 +33,7 @@ def atomic_path(path, suffix: str = ".tmp") -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

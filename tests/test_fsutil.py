@@ -1,5 +1,4 @@
 """Atomic writes: the one helper every output of the toolkit goes through."""
-import os
 import stat
 
 import pytest
@@ -7,12 +6,11 @@ import pytest
 from anyir_edge.fsutil import atomic_path, atomic_write, write_json
 
 
-def test_atomic_write_permissions_and_no_leftovers(tmp_path):
-    old = os.umask(0o022)
-    try:
-        p = atomic_write(tmp_path / "sub" / "a.json", "x")
-    finally:
-        os.umask(old)
+def test_atomic_write_permissions_and_no_leftovers(tmp_path, monkeypatch):
+    from anyir_edge import fsutil
+
+    monkeypatch.setattr(fsutil, "_UMASK", 0o022)  # the umask read at import
+    p = atomic_write(tmp_path / "sub" / "a.json", "x")
     assert p.read_text() == "x"
     assert stat.S_IMODE(p.stat().st_mode) == 0o644  # not mkstemp's 0600: outputs are meant to be shared
     assert [f.name for f in p.parent.iterdir()] == ["a.json"]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import metrics
+from ..fsutil import write_json  # noqa: F401  (export/__init__ writes certificates with it)
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 DEGRADATIONS = ("noise", "rain", "haze")
@@ -144,9 +145,3 @@ def _versions() -> dict:
         except Exception:
             pass
     return out
-
-
-def write_json(path: Path, obj: dict) -> Path:
-    from ..fsutil import write_json as _write
-
-    return _write(path, obj)
