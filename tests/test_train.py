@@ -128,6 +128,71 @@ def test_loss_decreases_and_resume_is_bit_exact(data_root, tmp_path):
 
 
 
+def test_warm_start_continues_schedule_with_weights(data_root, tmp_path):
+    torch.set_num_threads(1)
+    part = Trainer(_cfg(data_root, tmp_path / "part", iterations=10, lr=2e-3), progress=False)
+    part.fit(max_iterations=4)
+    warm = part.save_warm_start(tmp_path / "warm.safetensors")
+    assert warm.stat().st_size < 0.6 * (tmp_path / "part" / "last.pt").stat().st_size
+    w = Trainer(_cfg(data_root, tmp_path / "w", iterations=10, lr=2e-3), progress=False, init_from=warm)
+    assert w.iteration == 4
+    for a, b in ((part.model, w.model), (part.ema, w.ema)):
+        for k, v in a.state_dict().items():
+            assert torch.equal(v, b.state_dict()[k]), k
+    assert not w.opt.state  # fresh AdamW moments
+    w.fit()
+    assert w.iteration == 10
+    rows = (tmp_path / "w" / "log.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[1]) for r in rows][0] == 6  # first logged iteration follows on from 4
+
+
+def test_warm_start_refuses_wrong_files(data_root, tmp_path):
+    part = Trainer(_cfg(data_root, tmp_path / "part", iterations=4), progress=False)
+    part.fit(max_iterations=1)
+    with pytest.raises(AnyIRError, match="not a warm-start file"):
+        Trainer(_cfg(data_root, tmp_path / "a"), progress=False, init_from=tmp_path / "part" / "ema.safetensors")
+    warm = part.save_warm_start(tmp_path / "warm.safetensors")
+    cfg = _cfg(data_root, tmp_path / "b")
+    cfg.model_overrides = dict(cfg.model_overrides, dim=16)
+    with pytest.raises(AnyIRError, match="written for model anyir-tiny"):
+        Trainer(cfg, progress=False, init_from=warm)
+    with pytest.raises(AnyIRError, match="no such warm-start file"):
+        Trainer(_cfg(data_root, tmp_path / "c"), progress=False, init_from=tmp_path / "missing.safetensors")
+    with pytest.raises(AnyIRError, match="either resume or init_from"):
+        Trainer(_cfg(data_root, tmp_path / "part"), resume=True, progress=False, init_from=warm)
+
+
+def test_identity_task_gives_clean_input(data_root, tmp_path):
+    cfg = _cfg(data_root, tmp_path / "r")
+    cfg_id = build_config(None, [f"data_root={data_root}", "crop=24",
+                                 "tasks=[{name: clean, clean: [clean], degrade: none}]"])
+    for i in range(3):
+        lq, gt = TrainDataset(cfg_id)[i]
+        assert torch.equal(lq, gt)
+    assert any(not torch.equal(*TrainDataset(cfg)[i]) for i in range(3))
+    with pytest.raises(ConfigError, match="takes no params"):
+        build_config(None, ["tasks=[{name: c, clean: [x], degrade: none, params: {noise: {sigma: 5}}}]"])
+
+
+def test_log_keeps_old_rows_when_validation_tasks_change(data_root, tmp_path):
+    torch.set_num_threads(1)
+    t = Trainer(_cfg(data_root, tmp_path / "run", iterations=8), progress=False)
+    t.fit(max_iterations=4)
+    cfg = _cfg(data_root, tmp_path / "run", iterations=8)
+    cfg.val_tasks = cfg.val_tasks + [type(cfg.val_tasks[0])(name="clean", clean=["clean"], degrade="none")]
+    r = Trainer(cfg, resume=True, progress=False)
+    r.fit()
+    import csv
+
+    with (tmp_path / "run" / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert "val_psnr_clean" in rows[0] and "val_psnr_noise25" in rows[0]
+    assert [int(x["iteration"]) for x in rows] == [2, 4, 6, 8]
+    assert rows[1]["val_psnr_noise25"] and not rows[1]["val_psnr_clean"]  # old row kept, new column empty
+    new = [float(rows[3][k]) for k in ("val_psnr_noise25", "val_psnr_clean")]
+    assert float(rows[3]["val_psnr_mean"]) == pytest.approx(sum(new) / 2)  # the mean covers the new task
+
+
 def test_resume_without_checkpoint_is_an_error(data_root, tmp_path):
     with pytest.raises(AnyIRError, match="nothing to resume"):
         Trainer(_cfg(data_root, tmp_path / "empty"), resume=True, progress=False)

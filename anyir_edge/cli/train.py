@@ -10,6 +10,8 @@ EPILOG = """examples:
   anyir-train --config anyir_edge/configs/anyir-tiny-cpu.yaml
   anyir-train --config anyir_edge/configs/anyir-3deg.yaml --set batch_size=32 --set out=runs/full
   anyir-train --config ... --resume              # continue runs/<out>/last.pt exactly
+  anyir-train --config ... --export-warm-start W.safetensors   # model + EMA at this iteration (half of last.pt)
+  anyir-train --config ... --init-from W.safetensors          # continue from it (fresh AdamW moments)
   torchrun --nproc_per_node 4 -m anyir_edge.cli.train --config ...   # multi-GPU (DDP)
 Any config key can be overridden with --set KEY=VALUE (values parsed as YAML)."""
 
@@ -21,20 +23,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key (repeatable)")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    ap.add_argument("--init-from", metavar="FILE", help="start from a warm-start file (model + EMA weights and "
+                    "the iteration, from --export-warm-start): schedule and data order continue, AdamW restarts")
     ap.add_argument("--max-iterations", type=int, help="stop after this many more iterations (checkpointed)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
     ap.add_argument("--export-ema", metavar="FILE", help="do not train: write the EMA weights of <out>/last.pt to "
                     "FILE (fp16 safetensors, e.g. anyir_edge/weights/anyir-tiny.safetensors)")
+    ap.add_argument("--export-warm-start", metavar="FILE", help="do not train: write the model and EMA weights "
+                    "of <out>/last.pt with its iteration to FILE (fp32 safetensors, for --init-from)")
     args = ap.parse_args(argv)
+    exports = [a for a in ("export_ema", "export_warm_start") if getattr(args, a)]
+    if len(exports) > 1 or (args.init_from and (args.resume or exports)):
+        ap.error("--init-from, --resume/--export-* and the two --export-* options exclude each other "
+                 "(exports read <out>/last.pt)")
     if args.config is None and not args.overrides:
         ap.error("give --config FILE (and/or --set KEY=VALUE overrides)")
     cfg = build_config(args.config, args.overrides)
     from ..train.trainer import Trainer
 
-    trainer = Trainer(cfg, resume=args.resume or bool(args.export_ema), progress=not args.no_progress)
+    trainer = Trainer(cfg, resume=args.resume or bool(exports), progress=not args.no_progress,
+                      init_from=args.init_from)
     if args.export_ema:
         path = trainer.export_ema(Path(args.export_ema))
         print(f"anyir-train: wrote EMA weights of iteration {trainer.iteration} to {path}")
+        return 0
+    if args.export_warm_start:
+        path = trainer.save_warm_start(Path(args.export_warm_start))
+        print(f"anyir-train: wrote model and EMA weights of iteration {trainer.iteration} to {path} "
+              f"(continue with --init-from {path})")
         return 0
     stats = trainer.fit(args.max_iterations)
     if trainer.is_main:

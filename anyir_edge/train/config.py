@@ -26,7 +26,8 @@ class TaskSpec:
 
     Either ``clean`` folders degraded on the fly with ``degrade`` (a spec such as ``noise`` or
     ``haze+rain``, see :mod:`anyir_edge.degradations`; ``params`` fixes degradation
-    parameters), or ``paired`` folders each holding ``lq/`` and ``gt/`` with equal file names.
+    parameters; ``none`` (``IDENTITY``) keeps the clean image as the input, which teaches the
+    model to leave an undegraded photo alone), or ``paired`` folders each holding ``lq/`` and ``gt/`` with equal file names.
     ``weight`` is the task's sampling weight.
     """
 
@@ -37,6 +38,8 @@ class TaskSpec:
     params: dict = field(default_factory=dict)
     paired: list[str] = field(default_factory=list)
 
+
+IDENTITY = "none"
 
 @dataclass
 class TrainConfig:
@@ -124,6 +127,8 @@ def _tasks(items, where: str) -> list[TaskSpec]:
             raise ConfigError(f"{where}[{i}] ({spec.name}): give either clean folders (+ degrade) or paired folders")
         if spec.clean and not spec.degrade:
             raise ConfigError(f"{where}[{i}] ({spec.name}): clean folders need a degrade spec")
+        if spec.degrade == IDENTITY and spec.params:
+            raise ConfigError(f"{where}[{i}] ({spec.name}): degrade 'none' takes no params")
         if spec.weight <= 0:
             raise ConfigError(f"{where}[{i}] ({spec.name}): weight must be > 0")
         out.append(spec)

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, Sampler
 from .. import degradations as D
 from ..runtime import io
 from ..runtime.io import IMAGE_SUFFIXES
-from .config import ConfigError, TaskSpec, TrainConfig, resolve_path
+from .config import IDENTITY, ConfigError, TaskSpec, TrainConfig, resolve_path
 
 
 
@@ -45,7 +45,8 @@ class _Task:
 def _load_task(cfg: TrainConfig, spec: TaskSpec) -> _Task:
     pairs = []
     if spec.clean:
-        D.parse_spec(spec.degrade)  # validates the names early
+        if spec.degrade != IDENTITY:
+            D.parse_spec(spec.degrade)  # validates the names early
         for folder in spec.clean:
             for p in list_images(resolve_path(cfg, folder)):
                 pairs.append((None, read_rgb8(p), p.name))
@@ -87,7 +88,9 @@ def _to_tensor(img: np.ndarray) -> torch.Tensor:
 def _degraded_pair(task: _Task, item, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     lq, gt, _ = item
     gt = gt.astype(np.float32) / 255.0
-    if lq is None:
+    if lq is None and task.spec.degrade == IDENTITY:
+        lq = gt.copy()
+    elif lq is None:
         lq = D.degrade(gt, task.spec.degrade, rng=rng, params=task.spec.params or None)
     else:
         lq = lq.astype(np.float32) / 255.0

@@ -11,6 +11,7 @@ Validation PSNR goes to ``<out>/log.csv`` (one row per validation).
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import random
@@ -30,6 +31,8 @@ from ..models import create
 from ..models.checkpoint import save_model
 from .config import TrainConfig
 from .data import IterationSampler, TrainDataset, validation_set
+
+WARM_FORMAT = "anyir_edge.warm_start"
 
 
 def lr_at(cfg: TrainConfig, it: int) -> float:
@@ -56,7 +59,8 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, device: str | None = None):
+    def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, device: str | None = None,
+                 init_from: str | os.PathLike | None = None):
         self.cfg = cfg
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
@@ -85,8 +89,12 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.iteration = 0
         self.ckpt_path = self.out / "last.pt"
+        if resume and init_from is not None:
+            raise AnyIRError("give either resume or init_from, not both")
         if resume:
             self._load()
+        elif init_from is not None:
+            self._load_warm_start(Path(init_from))
         self.net = self.model
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -115,6 +123,51 @@ class Trainer:
         """Write the EMA weights as a shippable safetensors file (fp16 storage by default)."""
         return save_model(self.ema, path, half=half, metadata={"iteration": self.iteration,
                                                                "trained_with": self.cfg.out})
+
+    def save_warm_start(self, path: Path) -> Path:
+        """Model and EMA weights (fp32 safetensors) plus the iteration: a compact restart point.
+
+        Unlike ``last.pt`` it holds no optimizer, scaler or RNG state, so a run started from it
+        (``init_from``) continues the schedule and the data order at the same iteration but
+        with fresh AdamW moments: close to, not bit-identical with, an uninterrupted run.  It
+        is half the size of ``last.pt`` (a third of it is AdamW's two moments per weight).
+        """
+        from safetensors.torch import save_file
+
+        tensors = {f"{k}.{n}": v.detach().cpu().contiguous().clone()
+                   for k, sd in (("model", self.model.state_dict()), ("ema", self.ema.state_dict()))
+                   for n, v in sd.items()}
+        meta = {WARM_FORMAT: "1", "iteration": str(self.iteration), "model": self.cfg.model,
+                "model_overrides": json.dumps(self.cfg.model_overrides, sort_keys=True)}
+        with atomic_path(Path(path)) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+        return Path(path)
+
+    def _load_warm_start(self, path: Path) -> None:
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise AnyIRError(f"{path}: no such warm-start file")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:
+            raise AnyIRError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:160]})") from None
+        if WARM_FORMAT not in meta:
+            raise AnyIRError(f"{path}: not a warm-start file (write one with anyir-train --export-warm-start)")
+        want = (self.cfg.model, json.dumps(self.cfg.model_overrides, sort_keys=True))
+        if (meta.get("model"), meta.get("model_overrides")) != want:
+            raise AnyIRError(f"{path}: written for model {meta.get('model')} {meta.get('model_overrides')}, "
+                             f"this config trains {want[0]} {want[1]}")
+        try:
+            for key, module in (("model", self.model), ("ema", self.ema)):
+                sd = {k[len(key) + 1:]: v for k, v in tensors.items() if k.startswith(key + ".")}
+                module.load_state_dict(sd)
+        except Exception as e:
+            raise AnyIRError(f"{path}: cannot load it ({str(e).splitlines()[0][:160]})") from None
+        self.iteration = int(meta["iteration"])
 
     def _load(self) -> None:
         if not self.ckpt_path.is_file():
@@ -152,9 +205,25 @@ class Trainer:
 
     def _log(self, row: dict) -> None:
         path = self.out / "log.csv"
-        new = not path.exists()
+        fields = self.log_fields()
+        if path.exists():
+            with path.open(newline="") as f:
+                old = next(csv.reader(f), [])
+            if old and old != fields:
+                # validation tasks changed on resume: rewrite the log once with the union of the
+                # columns (old rows keep their values; a column no longer measured stays)
+                fields = fields + [c for c in old if c not in fields]
+                with path.open(newline="") as f:
+                    rows = list(csv.DictReader(f))
+                with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=fields, restval="")
+                    w.writeheader()
+                    w.writerows(rows)
+            elif old:
+                fields = old
+        new = not path.exists() or path.stat().st_size == 0
         with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.log_fields(), restval="")
+            w = csv.DictWriter(f, fieldnames=fields, restval="")
             if new:
                 w.writeheader()
             w.writerow(row)
