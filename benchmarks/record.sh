@@ -47,7 +47,7 @@ PY
       rm -rf "$tmp" ;;
     cpp)
       say "C++ vs Python runtime"
-      "$BIN/python" runtimes/cpp/bench.py --threads 1 --machine-note "${MACHINE_NOTE:-no other job running}" ;;
+      "$BIN/python" runtimes/cpp/bench.py --threads 1 --profile --machine-note "${MACHINE_NOTE:-no other job running}" ;;
     large)
       say "large images: tiling vs whole, 3840x2160 RSS"
       "$BIN/python" benchmarks/large_images.py --threads "$THREADS" ;;

@@ -189,3 +189,17 @@ def test_app_errors_are_one_line(build, models, tmp_path):
         errors = [line for line in p.stderr.splitlines() if "error:" in line]
         assert len(errors) == 1 and part in errors[0], p.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+def test_bench_profile_groups_libraries_by_side():
+    """runtimes/cpp/bench.py --profile: perf's per-library shares attributed to the right side."""
+    sys.path.insert(0, str(CPP))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(CPP))
+    g = bench.profile_groups({"libonnxruntime.so.1.32.0": 49.0, "libanyir_runtime.so.0.1.0": 0.5,
+                              "onnxruntime_pybind11_state.cpython-311-x86_64-linux-gnu.so": 45.0,
+                              "libpython3.11.so.1.0": 0.7, "_multiarray_umath.cpython-311-x86_64-linux-gnu.so": 0.4,
+                              "libc.so.6": 3.0, "libopenvino.so.2026.4.1": 1.4})
+    assert g == {"cpp_engine": 49.0, "cpp_wrapper": 0.5, "python_engine": 45.0, "python_wrapper": 1.1, "shared": 4.4}

@@ -82,6 +82,57 @@ class CApi:
         self.lib.anyir_close(h)
 
 
+def perf_profile(work, seconds_hint: str = "") -> dict | None:
+    """Share of CPU samples by shared library while ``work()`` runs in this process.
+
+    ``perf record -e cpu-clock -p PID`` (software clock: works in VMs without hardware counters)
+    is attached to this process for the duration of ``work``; ``perf report --sort dso`` gives
+    percentages per library.  None when perf is missing or not permitted.
+    """
+    import shutil
+    import signal
+
+    if not shutil.which("perf"):
+        return None
+    data = Path(tempfile.mkdtemp(prefix="anyir-perf-")) / "perf.data"
+    rec = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-p", str(os.getpid()),
+                            "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1.0)  # let perf attach
+    if rec.poll() is not None:
+        return None
+    try:
+        work()
+    finally:
+        rec.send_signal(signal.SIGINT)
+        rec.wait(timeout=60)
+    rep = subprocess.run(["perf", "report", "-i", str(data), "--sort", "dso", "--stdio", "-q"],
+                         capture_output=True, text=True)
+    shares = {}
+    for line in rep.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].endswith("%"):
+            shares[parts[1]] = shares.get(parts[1], 0.0) + float(parts[0].rstrip("%"))
+    return shares or None
+
+
+def profile_groups(shares: dict[str, float]) -> dict[str, float]:
+    """Library shares grouped by side: which engine build and which wrapper the time went to."""
+    groups = {"cpp_engine": 0.0, "cpp_wrapper": 0.0, "python_engine": 0.0, "python_wrapper": 0.0, "shared": 0.0}
+    for dso, pct in shares.items():
+        if dso.startswith("libonnxruntime.so") or dso.startswith("libopenvino"):
+            key = "cpp_engine" if dso.startswith("libonnxruntime.so") else "shared"  # one OpenVINO lib serves both
+        elif dso.startswith("libanyir_runtime"):
+            key = "cpp_wrapper"
+        elif dso.startswith("onnxruntime_pybind11_state"):
+            key = "python_engine"
+        elif dso.startswith(("libpython", "_multiarray", "python", "_")) or "cpython" in dso:
+            key = "python_wrapper"
+        else:
+            key = "shared"  # libc (memcpy), libstdc++, kernel: used by both sides
+        groups[key] += pct
+    return {k: round(v, 2) for k, v in groups.items()}
+
+
 def make_image(size: int, path: Path):
     import cv2
 
@@ -105,6 +156,9 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=7, help="timed restores per side, C++ and Python alternating")
     ap.add_argument("--model", default="anyir-tiny", help="shipped name or checkpoint exported when --onnx is not given")
     ap.add_argument("--machine-note", default="", help="appended to the machine description (e.g. 'quiet')")
+    ap.add_argument("--profile", action="store_true",
+                    help="also attach perf (if installed) to the ONNX Runtime runs at the first size: share of CPU "
+                         "time in each side's engine library and wrapper")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cpp_vs_python")
     args = ap.parse_args(argv)
 
@@ -119,7 +173,7 @@ def main(argv=None) -> int:
         xml = xml or xml_made
     engines = [("onnxruntime", onnx_path)] + ([("openvino", xml)] if xml else [])
     lib = CApi(args.app.parent / "libanyir_runtime.so")
-    rows = []
+    rows, profile = [], None
     for backend, model in engines:
         py = Restorer.open(model, threads=args.threads)
         cpp = lib.open(model, args.threads)
@@ -146,6 +200,17 @@ def main(argv=None) -> int:
                    "cpp_min_ms": round(min(cpp_t), 2), "python_min_ms": round(min(py_t), 2),
                    "python_over_cpp": round(statistics.median(pair), 3),
                    "python_over_cpp_of_minimums": round(min(py_t) / min(cpp_t), 3)}
+            if args.profile and backend == "onnxruntime" and size == args.sizes[0]:
+                def work():
+                    for _ in range(args.runs):
+                        lib.restore(cpp, rgb, out)
+                        py.restore(rgb)
+
+                shares = perf_profile(work)
+                if shares:
+                    profile = {"backend": backend, "size": size, "groups_percent": profile_groups(shares),
+                               "libraries_percent": {k: round(v, 2) for k, v in sorted(shares.items(), key=lambda kv: -kv[1])[:8]}}
+                    print(json.dumps(profile), flush=True)
             rows.append(row)
             print(json.dumps(row), flush=True)
         lib.close(cpp)
@@ -168,6 +233,7 @@ def main(argv=None) -> int:
         "onnxruntime": onnxruntime.__version__, "openvino": ov_version,
         "date": time.strftime("%Y-%m-%d"),
         "rows": rows,
+        "profile": profile,
     }
     from anyir_edge.fsutil import atomic_write, write_json
 
@@ -181,9 +247,19 @@ def main(argv=None) -> int:
     for r in rows:
         md.append(f"| {r['backend']} | {r['size']}x{r['size']} | {r['threads']} | {r['cpp_median_ms']} | "
                   f"{r['python_median_ms']} | {r['python_over_cpp']} |")
-    md += ["", "Python / C++ > 1 means the C++ runtime is faster. Both sides run the same engine library "
-           "(the onnxruntime wheel's libonnxruntime.so, the openvino wheel's libopenvino.so) with the same settings, "
-           "so the difference is the wrapper: image conversion, padding, tensor copies, interpreter overhead."]
+    if profile:
+        g = profile["groups_percent"]
+        md += ["", f"CPU samples (perf, cpu-clock) over {args.runs} alternating ONNX Runtime restores per side at "
+               f"{profile['size']}x{profile['size']}: C++ engine library {g['cpp_engine']}%, C++ wrapper "
+               f"(libanyir_runtime) {g['cpp_wrapper']}%, Python engine library {g['python_engine']}%, Python "
+               f"wrapper (interpreter, numpy) {g['python_wrapper']}%, shared libraries (libc, libstdc++, kernel) "
+               f"{g['shared']}%. The onnxruntime wheel ships two separately linked builds of ONNX Runtime: the "
+               "Python module (onnxruntime_pybind11_state) and libonnxruntime.so, which C/C++ programs link."]
+    md += ["", "Python / C++ > 1 means the C++ runtime is faster. Both sides use the same settings. OpenVINO: "
+           "both call the openvino wheel's libopenvino.so, so a difference is the wrapper (image conversion, "
+           "padding, tensor copies, interpreter). ONNX Runtime: Python runs the build inside its extension "
+           "module and C++ the wheel's libonnxruntime.so (same version, separately linked, stripped), so a "
+           "difference can also come from the two engine binaries; the profile above separates the two."]
     atomic_write(args.out.with_suffix(".md"), "\n".join(md) + "\n")
     print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
     return 0
