@@ -520,6 +520,10 @@ def convert_openvino(onnx_path, xml_path, meta: dict[str, str], precision: str, 
             found = bisect_keep(cand, passes, max_evals, log)
             if _worth_it(found, cand, log):
                 ignored = found
+            elif log:
+                log("  OpenVINO's CPU INT8 kernels lose parity on this graph even where NNCF's quantization, "
+                    "emulated in FP32, keeps it (benchmarks/openvino_int8_check.py); for an INT8 engine use "
+                    "--to onnx --int8")
             extra = build(ignored)
             tried.append({"method": "nncf", "excluded": len(ignored), "psnr_min": round(probe(xml_path), 3)})
     report = {"precision": "int8", "method": "nncf-ptq",
