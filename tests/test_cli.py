@@ -27,3 +27,17 @@ def test_run_turns_errors_into_one_line(capsys):
 
     assert run("anyir-x", boom) == 1
     assert capsys.readouterr().err == "anyir-x: error: x.pth: not a checkpoint\n"
+
+
+def test_train_warm_start_flags_exclude_resume_and_exports(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("tasks: [{name: a, clean: [x], degrade: noise}]\n")
+    for extra in (["--resume"], ["--export-ema", "e.safetensors"]):
+        r = subprocess.run(["anyir-train", "--config", str(cfg), "--init-from", "w.safetensors", *extra],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "exclude each other" in r.stderr, r.stderr
+    r = subprocess.run(["anyir-train", "--config", str(cfg), "--init-from", str(tmp_path / "missing.safetensors"),
+                        "--set", f"out={tmp_path / 'o'}", "--set", "model=anyir-tiny"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr.strip().endswith("no such warm-start file"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
