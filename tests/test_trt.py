@@ -125,10 +125,40 @@ def test_matmul_graph_passes_for_10x_with_fp16_profile(matmul_onnx):
     assert "compatible with TensorRT 10.x" in rep.summary()
 
 
-def test_matmul_graph_fp16_refused_for_11x(matmul_onnx):
+def test_matmul_graph_fp16_on_11x_goes_through_a_typed_graph(matmul_onnx, tmp_path):
     rep = T.check_onnx(matmul_onnx, "11.2", T.TrtSettings(fp16=True))
-    assert not rep.ok and "removed in TensorRT 11.2" in rep.errors[0].message
-    assert T.check_onnx(matmul_onnx, "11.2").ok  # fp32 is fine
+    assert rep.ok and any("flags were removed" in p.message and p.level == "info" for p in rep.problems)
+    assert T.needs_typed_graph(T.TrtSettings(fp16=True), "11.2.1") and not T.needs_typed_graph(T.TrtSettings(), "11.2")
+    assert not T.needs_typed_graph(T.TrtSettings(int8=True), "10.8.0") and not T.needs_typed_graph(T.TrtSettings(fp16=True), None)
+    # FP16: float16 weights, float32 I/O, the LayerNorm/softmax/reduction block list kept in float32
+    import onnx
+
+    rep16 = T.typed_onnx(matmul_onnx, tmp_path / "m16.onnx", T.TrtSettings(fp16=True))
+    m16 = onnx.load(str(tmp_path / "m16.onnx"))
+    assert m16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in m16.graph.initializer)
+    assert any("LayerNorm" in n for n in rep16["fp32_nodes"])
+    chk = T.check_onnx(tmp_path / "m16.onnx", "11.2", T.TrtSettings(fp16=True))
+    assert chk.ok and any("typed graph (float16)" in p.message for p in chk.problems), [p.line() for p in chk.problems]
+
+
+def test_typed_int8_graph_is_symmetric_qdq_on_convs(matmul_onnx, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    rep = T.typed_onnx(matmul_onnx, tmp_path / "m8.onnx", T.TrtSettings(int8=True, calib_max_images=1))
+    m8 = onnx.load(str(tmp_path / "m8.onnx"))
+    q = [n for n in m8.graph.node if n.op_type == "QuantizeLinear"]
+    assert q and rep["quantized_nodes"] and all("Conv" in n for n in rep["quantized_nodes"])
+    inits = {t.name: t for t in m8.graph.initializer}
+    zps = [inits[n.input[2]] for n in m8.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+           and len(n.input) > 2 and n.input[2] in inits]
+    assert zps and all(z.data_type == onnx.TensorProto.INT8 and not numpy_helper.to_array(z).any() for z in zps)
+    assert "symmetric INT8 activations" in rep["scheme"]
+    consts = {t.name for t in m8.graph.initializer}
+    dq_weights = {n.output[0] for n in m8.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in consts}
+    assert not any(n.op_type == "MatMul" and set(n.input) & dq_weights for n in m8.graph.node)  # no INT8 MatMul weights
+    assert T.check_onnx(tmp_path / "m8.onnx", "11.2", T.TrtSettings(int8=True)).ok
 
 
 def test_dft_graph_fails_for_10x_passes_for_11_2(tmp_path):
@@ -567,6 +597,7 @@ def _fake_trt(version="10.8.0.43"):
         __version__=version, Logger=Logger, Builder=Builder, OnnxParser=Parser,
         MemoryPoolType=types.SimpleNamespace(WORKSPACE="WORKSPACE"),
         BuilderFlag=types.SimpleNamespace(FP16="FP16", INT8="INT8", OBEY_PRECISION_CONSTRAINTS="OBEY"),
+        NetworkDefinitionCreationFlag=types.SimpleNamespace(STRONGLY_TYPED=3),
         float32="float32", float16="float16")
     return fake, rec, layers
 
@@ -598,14 +629,18 @@ def test_builder_control_flow_with_fake_tensorrt(tmp_path, monkeypatch):
     assert side["build"]["fp32_layers"] == 3 and set(side["environment"]) >= {"tensorrt", "gpu", "compute_capability"}
 
 
-def test_builder_refuses_reduced_precision_on_trt11(tmp_path, monkeypatch):
-    fake, rec, _ = _fake_trt("11.2.1")
+def test_builder_on_trt11_needs_a_typed_graph_and_sets_no_flags(tmp_path, monkeypatch):
+    fake, rec, layers = _fake_trt("11.2.1")
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     s = T.validate_settings(T.TrtSettings(fp16=True), 8)
-    with pytest.raises(ExportError, match="--fp16 needs TensorRT 10.x"):
+    with pytest.raises(ExportError, match="needs a typed graph"):
         T.build_engine(tiny_graph(tmp_path), tmp_path / "m.engine", s)
     T.build_engine(tiny_graph(tmp_path), tmp_path / "m.engine", T.validate_settings(T.TrtSettings(), 8))
-    assert rec["flags"] == []  # FP32 on 11.x: no precision flags
+    assert rec["flags"] == [] and rec["network_flags"] == 0  # FP32 on 11.x: no precision flags
+    info = T.build_engine(tiny_graph(tmp_path), tmp_path / "m.engine", s, typed=True)
+    assert rec["flags"] == [] and rec["network_flags"] == 1 << 3  # STRONGLY_TYPED, no FP16 flag
+    assert all(l.precision is None and not l.out_types for l in layers)  # no layer constraints in a typed build
+    assert info["typing"].startswith("strong") and info["fp32_layers"] == 0
 
 
 # ------------------------------------------------------------ on a GPU only

@@ -328,7 +328,18 @@ def _export_trt(net, stem, source, final, work, strategy, opset, settings, input
     if not rep.ok:
         raise ExportError(f"{rep.summary()}: {rep.errors[0].message}")
     engine_tmp = work / f"{stem}.engine"
-    build = trt_export.build_engine(onnx_tmp, engine_tmp, settings, log)
+    typed = trt_export.needs_typed_graph(settings, env["tensorrt"])
+    build_src, typed_report = onnx_tmp, None
+    if typed:
+        build_src = work / f"{stem}.{settings.precision}.onnx"
+        typed_report = trt_export.typed_onnx(onnx_tmp, build_src, settings, log)
+        rep = trt_export.check_onnx(build_src, env["tensorrt"], settings, net.size_multiple)
+        if not rep.ok:
+            raise ExportError(f"{rep.summary()}: {rep.errors[0].message}")
+    build = trt_export.build_engine(build_src, engine_tmp, settings, log, typed=typed)
+    if typed_report is not None:
+        build["typed_graph"] = {k: typed_report.get(k) for k in ("precision", "scheme", "fp32_nodes", "quantized_nodes",
+                                                                   "calibration") if k in typed_report}
     trt_export.write_sidecar(engine_tmp, settings, build, meta)
     log(f"checking parity against the PyTorch reference on {len(inputs)} inputs ({settings.precision}) ...")
     cert = verify(engine_tmp, net, inputs=inputs, threshold=threshold, threads=threads, format="trt", fft=strategy,

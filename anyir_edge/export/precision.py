@@ -352,9 +352,13 @@ def _worth_it(found, cand, log) -> bool:
 def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None = None,
                   threshold: float | None = None, search: bool = True, dynamic_fallback: bool = True,
                   op_types=INT8_OP_TYPES, exclude: list[str] | None = None, max_evals: int = DEFAULT_MAX_EVALS,
-                  log: Callable[[str], None] | None = None, calib_desc: dict | None = None) -> dict:
+                  log: Callable[[str], None] | None = None, calib_desc: dict | None = None,
+                  symmetric_activations: bool = False) -> dict:
     """FP32 ONNX ``src`` -> INT8 QDQ ONNX ``dst``.  Static first; with a ``probe`` and ``threshold``,
-    nodes left in float by bisection when parity fails, then dynamic quantization."""
+    nodes left in float by bisection when parity fails, then dynamic quantization.
+
+    ``symmetric_activations``: INT8 activations with zero point 0 instead of asymmetric UINT8, the
+    only Q/DQ form TensorRT's explicit quantization accepts."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
@@ -372,10 +376,14 @@ def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None
         kw = {"calibration_cache_path": str(cache)} if has_cache else {}
         reader = None if (has_cache and cache.is_file()) else SampleReader(samples).reader
         with quiet_logger():  # onnxruntime.quantization logs to the root logger
+            if symmetric_activations:
+                kw.update(activation_type=QuantType.QInt8,
+                          extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+            else:
+                kw.update(activation_type=QuantType.QUInt8)
             quantize_static(str(named), str(path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=list(op_types), nodes_to_exclude=list(excluded),
-                            calibrate_method=CalibrationMethod.MinMax, **kw)
+                            weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
+                            nodes_to_exclude=list(excluded), calibrate_method=CalibrationMethod.MinMax, **kw)
         return path
 
     def dynamic(path: Path) -> Path:
@@ -417,8 +425,9 @@ def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None
         q = onnx.load(str(cand_path))
         done = quantized_nodes(q, op_types)
         report = {"precision": "int8", "method": method,
-                  "scheme": ("QDQ, per-channel symmetric INT8 weights, asymmetric UINT8 activations, MinMax calibration"
-                             if method == "static" else "dynamic: INT8 weights, UINT8 activations quantized at run time"),
+                  "scheme": ("QDQ, per-channel symmetric INT8 weights, "
+                             + ("symmetric INT8" if symmetric_activations else "asymmetric UINT8")
+                             + " activations, MinMax calibration" if method == "static" else "dynamic: INT8 weights, UINT8 activations quantized at run time"),
                   "op_types": list(op_types), "quantized_nodes": done, "float_nodes": excluded,
                   "candidates": sum(1 for n in model.graph.node if n.op_type in op_types),
                   "attempts": tried, "calibration": calib_desc if method == "static" else None}

@@ -20,11 +20,17 @@ bytes)``, ``builder.create_optimization_profile()`` / ``profile.set_shape`` /
 ``builder.build_serialized_network``.
 
 TensorRT 11.x removed weak typing: ``BuilderFlag.FP16``/``INT8``, the precision-constraint
-flags and ``IBuilderConfig.int8_calibrator`` are gone (strongly typed networks only; FP16 via
-ModelOpt AutoCast, INT8 via explicit Q/DQ nodes).  Implicit INT8 calibration (this module's
-calibrator) is already deprecated in 10.x in favour of explicit quantization.  On TensorRT 11
-this builder therefore builds FP32 engines only and refuses ``--fp16``/``--int8`` with that
-explanation.
+flags and ``IBuilderConfig.int8_calibrator`` are gone (every network is strongly typed; FP16 via
+a typed graph such as ModelOpt AutoCast writes, INT8 via explicit Q/DQ nodes).  Implicit INT8
+calibration (this module's calibrator) is already deprecated in 10.x.  On TensorRT 11 the
+exporter therefore puts the precision into the ONNX graph first (:func:`typed_onnx`): FP16 is
+the ONNX Runtime FP16 graph (float16 weights and activations, LayerNorm, softmax, reductions
+and the q/k normalisation kept in FP32 with Casts: the same block list as the 10.x layer
+constraints), INT8 is the ONNX Runtime static Q/DQ graph with symmetric INT8 activations
+(TensorRT accepts only zero points of 0), Conv only, calibrated on the same degraded crops.
+The builder then creates the network with ``1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)``
+(required for typed graphs on 10.x, accepted and ignored on 11.x) and sets no precision flag.
+Not verified on a GPU.
 """
 from __future__ import annotations
 
@@ -421,8 +427,14 @@ def check_onnx(model, trt_version: str | None = None, settings: TrtSettings | No
                         err(f"input dim {i} is fixed at {d.dim_value} but the profile asks "
                             f"{lo_}/{opt_}/{hi_} (min/opt/max)")
     if precision_check and settings is not None and (settings.fp16 or settings.int8) and not table["weak_typing"]:
-        err(f"--{settings.precision} uses builder precision flags, removed in TensorRT {key} (strong typing): "
-            "build with TensorRT 10.x, or convert the ONNX with ModelOpt first")
+        typed = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in g.node) or any(
+            t.data_type == onnx.TensorProto.FLOAT16 for t in g.initializer)
+        if typed:
+            info(f"typed graph ({'Q/DQ' if settings.int8 else 'float16'}): a strongly typed TensorRT {key} build")
+        else:
+            info(f"--{settings.precision} on TensorRT {key}: builder precision flags were removed (strong typing); "
+                 "anyir-export writes the precision into the graph first (FP16 graph or INT8 Q/DQ); a plain "
+                 "FP32 graph built elsewhere stays FP32")
     return CheckReport(path, key, requested, opset, len(g.node), dict(counts), probs)
 
 
@@ -599,22 +611,54 @@ def _import_tensorrt():
 
 
 # ==================================================================== building
-def build_engine(onnx_path, engine_path, settings: TrtSettings, log=None) -> dict:
-    """Build ``engine_path`` from ``onnx_path`` with TensorRT (10.x API); returns build info.
+def needs_typed_graph(settings: TrtSettings, trt_version: str | None) -> bool:
+    """True when ``settings`` asks for FP16/INT8 from a TensorRT without weak typing (11.x and later)."""
+    if settings.precision == "fp32" or not trt_version:
+        return False
+    return int(str(trt_version).split(".")[0]) >= 11
+
+
+def typed_onnx(onnx_path, out_path, settings: TrtSettings, log=None) -> dict:
+    """The FP32 ONNX with its precision written into the graph, for a strongly typed build:
+    FP16 (float16 with the FP32 block list) or INT8 Q/DQ (symmetric, Conv only, calibrated on
+    ``settings.calib`` degraded like every other calibration).  Returns the precision report."""
+    from . import precision as P
+
+    if settings.fp16:
+        rep = P.convert_fp16(onnx_path, out_path, log=log)
+        if log:
+            log(f"FP16 graph for a strongly typed build: {len(rep['fp32_nodes'])} nodes kept in FP32")
+        return rep
+    samples, desc = P.calibration_samples(settings.calib, max_images=settings.calib_max_images, log=log)
+    rep = P.quantize_int8(onnx_path, out_path, samples, op_types=("Conv",), symmetric_activations=True,
+                          calib_desc=desc, log=log)
+    if log:
+        log(f"INT8 Q/DQ graph for a strongly typed build: {len(rep['quantized_nodes'])} Conv nodes quantized "
+            f"(calibrated on {desc['samples']} samples from {desc['folder']})")
+    return rep
+
+
+def build_engine(onnx_path, engine_path, settings: TrtSettings, log=None, typed: bool = False) -> dict:
+    """Build ``engine_path`` from ``onnx_path`` with TensorRT (10.x / 11.x API); returns build info.
 
     ``settings`` must be validated (:func:`validate_settings`).  Writes the engine, the timing
-    cache (``settings.timing_cache``) and, for INT8, ``NAME.calib.cache`` beside the engine.
+    cache (``settings.timing_cache``) and, for INT8 on 10.x, ``NAME.calib.cache`` beside the engine.
+    ``typed``: ``onnx_path`` already carries the precision (:func:`typed_onnx`): a strongly typed
+    network, no precision flags, no calibrator (the only way to FP16/INT8 on TensorRT 11).
     """
     log = log or (lambda m: None)
     trt = _import_tensorrt()
     major = int(str(trt.__version__).split(".")[0])
-    if major >= 11 and (settings.fp16 or settings.int8):
-        raise ExportError(f"--{settings.precision} needs TensorRT 10.x: TensorRT {trt.__version__} removed the "
-                          "FP16/INT8 builder flags (strongly typed networks; use ModelOpt AutoCast or Q/DQ)")
+    if major >= 11 and (settings.fp16 or settings.int8) and not typed:
+        raise ExportError(f"--{settings.precision} on TensorRT {trt.__version__} needs a typed graph (FP16 or Q/DQ "
+                          "ONNX, see anyir_edge.export.trt.typed_onnx): 11.x removed the FP16/INT8 builder flags")
     t0 = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: always explicit batch (EXPLICIT_BATCH is ignored)
+    flags = 0  # TensorRT 10: always explicit batch (EXPLICIT_BATCH is ignored)
+    if typed:
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(Path(onnx_path).read_bytes()):
         errs = [str(parser.get_error(i)).strip().splitlines()[0] for i in range(parser.num_errors)]
@@ -630,9 +674,9 @@ def build_engine(onnx_path, engine_path, settings: TrtSettings, log=None) -> dic
     config.set_timing_cache(cache, ignore_mismatch=False)
     forced: list[str] = []
     calib_cache = calib_desc = None
-    if settings.fp16:
+    if settings.fp16 and not typed:
         config.set_flag(trt.BuilderFlag.FP16)
-    if settings.int8:
+    if settings.int8 and not typed:
         config.set_flag(trt.BuilderFlag.INT8)
         calib_cache = Path(engine_path).with_name(Path(engine_path).stem + CALIB_CACHE)
         from .calibration import calibration_batches, resolve_folder
@@ -644,7 +688,7 @@ def build_engine(onnx_path, engine_path, settings: TrtSettings, log=None) -> dic
                                    settings.opt_shape[0], calib_cache)
         config.int8_calibrator = entropy_calibrator(trt, feeder, device=f"cuda:{settings.device_id}")
         config.set_calibration_profile(profile)
-    if settings.fp16 or settings.int8:
+    if (settings.fp16 or settings.int8) and not typed:
         forced = apply_precision_constraints(network, trt)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         log(f"kept {len(forced)} layers (LayerNorm, softmax, reductions) in FP32")
@@ -662,6 +706,7 @@ def build_engine(onnx_path, engine_path, settings: TrtSettings, log=None) -> dic
         "profile": {"min": list(settings.min_shape), "opt": list(settings.opt_shape), "max": list(settings.max_shape)},
         "fp32_layers": len(forced),
         "precision_constraints": "obey" if forced else None,
+        "typing": "strong (precision in the ONNX graph)" if typed else "weak (builder flags)",
         "timing_cache": str(tc_path) if tc_path else None,
         "calibration_cache": calib_cache.name if calib_cache else None,
         "calibration": calib_desc,
