@@ -27,7 +27,8 @@ class TaskSpec:
     Either ``clean`` folders degraded on the fly with ``degrade`` (a spec such as ``noise`` or
     ``haze+rain``, see :mod:`anyir_edge.degradations`; ``params`` fixes degradation
     parameters; ``none`` (``IDENTITY``) keeps the clean image as the input, which teaches the
-    model to leave an undegraded photo alone), or ``paired`` folders each holding ``lq/`` and ``gt/`` with equal file names.
+    model to leave an undegraded photo alone), or ``paired`` folders each holding ``lq/`` and
+    ``gt/`` with equal file names.
     ``weight`` is the task's sampling weight.
     """
 
@@ -40,6 +41,7 @@ class TaskSpec:
 
 
 IDENTITY = "none"
+
 
 @dataclass
 class TrainConfig:

@@ -130,7 +130,7 @@ class Trainer:
         Unlike ``last.pt`` it holds no optimizer, scaler or RNG state, so a run started from it
         (``init_from``) continues the schedule and the data order at the same iteration but
         with fresh AdamW moments: close to, not bit-identical with, an uninterrupted run.  It
-        is half the size of ``last.pt`` (a third of it is AdamW's two moments per weight).
+        is half the size of ``last.pt``, whose other half is AdamW's two moments per weight.
         """
         from safetensors.torch import save_file
 
