@@ -25,11 +25,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
-    return float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse))
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="anyir-tiny")
@@ -40,6 +35,7 @@ def main(argv=None) -> int:
     import openvino as ov
 
     from anyir_edge.export import export
+    from anyir_edge.export.parity import psnr
     from anyir_edge.export.precision import calibration_samples, openvino_int8_transform
     from anyir_edge.fsutil import write_json
 
@@ -53,13 +49,13 @@ def main(argv=None) -> int:
     rows = {}
     for label, cfg in (("int8_kernels", {}), ("fakequantize_emulated_fp32", {"LP_TRANSFORMS_MODE": "NO"})):
         c = core.compile_model(q, "CPU", {"INFERENCE_PRECISION_HINT": "f32", **cfg})
-        rows[label] = [round(psnr(c(s)[0], r), 2) for s, r in zip(samples, refs)]
+        rows[label] = [round(psnr(np.clip(c(s)[0], 0, 1), np.clip(r, 0, 1)), 2) for s, r in zip(samples, refs)]
     result = {"what": __doc__.split("\n\n")[0], "model": args.model, "calibration": desc,
               "openvino": ov.__version__, "nncf": nncf.__version__, "date": time.strftime("%Y-%m-%d"),
               "command": "python benchmarks/openvino_int8_check.py",
               "parity_db_per_sample": rows,
               "parity_db_min": {k: min(v) for k, v in rows.items()},
-              "parity_db_median": {k: float(np.median(v)) for k, v in rows.items()}}
+              "parity_db_median": {k: round(float(np.median(v)), 2) for k, v in rows.items()}}
     write_json(args.out, result)
     print({k: result[k] for k in ("parity_db_min", "parity_db_median")})
     print(f"wrote {args.out}")

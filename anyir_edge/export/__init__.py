@@ -324,18 +324,20 @@ def _export_trt(net, stem, source, final, work, strategy, opset, settings, input
     if source:
         meta["anyir_edge.source"] = source
     env = trt_export.current_environment(settings.device_id)
-    rep = trt_export.check_onnx(onnx_tmp, env["tensorrt"], settings, net.size_multiple)
-    if not rep.ok:
-        raise ExportError(f"{rep.summary()}: {rep.errors[0].message}")
+
+    def check(path):
+        rep = trt_export.check_onnx(path, env["tensorrt"], settings, net.size_multiple)
+        if not rep.ok:
+            raise ExportError(f"{rep.summary()}: {rep.errors[0].message}")
+
+    check(onnx_tmp)
     engine_tmp = work / f"{stem}.engine"
     typed = trt_export.needs_typed_graph(settings, env["tensorrt"])
     build_src, typed_report = onnx_tmp, None
     if typed:
         build_src = work / f"{stem}.{settings.precision}.onnx"
         typed_report = trt_export.typed_onnx(onnx_tmp, build_src, settings, log)
-        rep = trt_export.check_onnx(build_src, env["tensorrt"], settings, net.size_multiple)
-        if not rep.ok:
-            raise ExportError(f"{rep.summary()}: {rep.errors[0].message}")
+        check(build_src)
     build = trt_export.build_engine(build_src, engine_tmp, settings, log, typed=typed)
     if typed_report is not None:
         build["typed_graph"] = {k: typed_report.get(k) for k in ("precision", "scheme", "fp32_nodes", "quantized_nodes",

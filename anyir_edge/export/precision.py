@@ -424,10 +424,10 @@ def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None
                     cand_path, method, excluded, psnr_db = dyn, "dynamic", list(base_exclude), d_db
         q = onnx.load(str(cand_path))
         done = quantized_nodes(q, op_types)
+        activations = "symmetric INT8" if symmetric_activations else "asymmetric UINT8"
         report = {"precision": "int8", "method": method,
-                  "scheme": ("QDQ, per-channel symmetric INT8 weights, "
-                             + ("symmetric INT8" if symmetric_activations else "asymmetric UINT8")
-                             + " activations, MinMax calibration" if method == "static" else "dynamic: INT8 weights, UINT8 activations quantized at run time"),
+                  "scheme": (f"QDQ, per-channel symmetric INT8 weights, {activations} activations, MinMax calibration"
+                             if method == "static" else "dynamic: INT8 weights, UINT8 activations quantized at run time"),
                   "op_types": list(op_types), "quantized_nodes": done, "float_nodes": excluded,
                   "candidates": sum(1 for n in model.graph.node if n.op_type in op_types),
                   "attempts": tried, "calibration": calib_desc if method == "static" else None}

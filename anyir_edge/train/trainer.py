@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from ..errors import AnyIRError
 from ..fsutil import atomic_path
 from ..models import create
-from ..models.checkpoint import save_model
+from ..models.checkpoint import _read_safetensors, save_model
 from .config import TrainConfig
 from .data import IterationSampler, TrainDataset, validation_set
 
@@ -144,17 +144,10 @@ class Trainer:
         return Path(path)
 
     def _load_warm_start(self, path: Path) -> None:
-        from safetensors import safe_open
-
         path = Path(path)
         if not path.is_file():
             raise AnyIRError(f"{path}: no such warm-start file")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:
-            raise AnyIRError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:160]})") from None
+        tensors, meta = _read_safetensors(path)  # CheckpointError (one line) for an unreadable file
         if WARM_FORMAT not in meta:
             raise AnyIRError(f"{path}: not a warm-start file (write one with anyir-train --export-warm-start)")
         want = (self.cfg.model, json.dumps(self.cfg.model_overrides, sort_keys=True))

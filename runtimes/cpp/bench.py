@@ -82,7 +82,7 @@ class CApi:
         self.lib.anyir_close(h)
 
 
-def perf_profile(work, seconds_hint: str = "") -> dict | None:
+def perf_profile(work) -> dict | None:
     """Share of CPU samples by shared library while ``work()`` runs in this process.
 
     ``perf record -e cpu-clock -p PID`` (software clock: works in VMs without hardware counters)
@@ -94,19 +94,20 @@ def perf_profile(work, seconds_hint: str = "") -> dict | None:
 
     if not shutil.which("perf"):
         return None
-    data = Path(tempfile.mkdtemp(prefix="anyir-perf-")) / "perf.data"
-    rec = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-p", str(os.getpid()),
-                            "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(1.0)  # let perf attach
-    if rec.poll() is not None:
-        return None
-    try:
-        work()
-    finally:
-        rec.send_signal(signal.SIGINT)
-        rec.wait(timeout=60)
-    rep = subprocess.run(["perf", "report", "-i", str(data), "--sort", "dso", "--stdio", "-q"],
-                         capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="anyir-perf-") as d:
+        data = Path(d) / "perf.data"
+        rec = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-p", str(os.getpid()),
+                                "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)  # let perf attach
+        if rec.poll() is not None:
+            return None
+        try:
+            work()
+        finally:
+            rec.send_signal(signal.SIGINT)
+            rec.wait(timeout=60)
+        rep = subprocess.run(["perf", "report", "-i", str(data), "--sort", "dso", "--stdio", "-q"],
+                             capture_output=True, text=True)
     shares = {}
     for line in rep.stdout.splitlines():
         parts = line.split()
@@ -119,8 +120,8 @@ def profile_groups(shares: dict[str, float]) -> dict[str, float]:
     """Library shares grouped by side: which engine build and which wrapper the time went to."""
     groups = {"cpp_engine": 0.0, "cpp_wrapper": 0.0, "python_engine": 0.0, "python_wrapper": 0.0, "shared": 0.0}
     for dso, pct in shares.items():
-        if dso.startswith("libonnxruntime.so") or dso.startswith("libopenvino"):
-            key = "cpp_engine" if dso.startswith("libonnxruntime.so") else "shared"  # one OpenVINO lib serves both
+        if dso.startswith("libonnxruntime.so"):
+            key = "cpp_engine"
         elif dso.startswith("libanyir_runtime"):
             key = "cpp_wrapper"
         elif dso.startswith("onnxruntime_pybind11_state"):
@@ -128,7 +129,7 @@ def profile_groups(shares: dict[str, float]) -> dict[str, float]:
         elif dso.startswith(("libpython", "_multiarray", "python", "_")) or "cpython" in dso:
             key = "python_wrapper"
         else:
-            key = "shared"  # libc (memcpy), libstdc++, kernel: used by both sides
+            key = "shared"  # libc (memcpy), libstdc++, kernel, libopenvino (one library serves both sides)
         groups[key] += pct
     return {k: round(v, 2) for k, v in groups.items()}
 
