@@ -79,3 +79,36 @@ def test_unknown_set_and_missing_data(tmp_path):
         resolve_sets(["rain100"])
     with pytest.raises(AnyIRError, match="not found"):
         list(load_pairs(SETS["cbsd68-25"], tmp_path))
+
+
+def test_clean_set_scores_a_restorer_that_leaves_clean_photos_alone(shared_data, pair_folder, tmp_path):
+    from anyir_edge.eval import PSNR_CAP, write_json
+
+    clean = SETS["clean"]
+    assert clean in resolve_sets(["all"])
+    pairs = list(load_pairs(clean, shared_data, limit=3))
+    assert all(np.array_equal(lq, gt) for _, lq, gt in pairs)
+
+    def darken_first(x, calls=[]):  # darkens only the first image it sees, as a model mistaking it for haze would
+        calls.append(1)
+        return x * 0.8 if len(calls) == 1 else x
+
+    res = evaluate(darken_first, [clean, *resolve_sets([str(pair_folder)])], shared_data, limit=3, progress=False)
+    c = res["sets"]["clean"]
+    assert c["input"]["psnr"] == PSNR_CAP and c["input"]["ssim"] == pytest.approx(1.0)
+    first = pairs[0][0]
+    assert c["model"]["worst"]["image"] == first and np.isfinite(c["model"]["worst"]["psnr"])
+    # identical images count as the cap in the mean, not as infinity
+    assert c["model"]["psnr"] == pytest.approx((c["model"]["worst"]["psnr"] + 2 * PSNR_CAP) / 3)
+    # the cross-set average is over restoration tasks only
+    assert res["average"]["model"]["psnr"] == pytest.approx(res["sets"]["set"]["model"]["psnr"])
+    table = markdown_table(res)
+    assert "| clean | 3 | identical |" in table
+    out = tmp_path / "r.json"
+    write_json(res, out)
+
+    def no_constants(name):
+        raise AssertionError(f"{name} is not JSON")
+
+    back = json.loads(out.read_text(), parse_constant=no_constants)
+    assert back["sets"]["clean"]["per_image"][1]["model"]["psnr"] is None  # identical: infinite PSNR

@@ -5,8 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
-EPILOG = """sets: cbsd68-15 cbsd68-25 cbsd68-50 rain100l haze-synth lowlight-synth blur-synth, 'all',
-or a folder holding lq/ and gt/. Data root: --data, else $ANYIR_DATA, else ../shared/data.
+EPILOG = """sets: cbsd68-15 cbsd68-25 cbsd68-50 rain100l haze-synth lowlight-synth blur-synth clean, 'all',
+or a folder holding lq/ and gt/. 'clean' feeds CBSD68's clean images: the model should leave them alone
+(input PSNR is infinite; set means count identical images as 100 dB, the average leaves 'clean' out).
+Data root: --data, else $ANYIR_DATA, else ../shared/data.
 example: anyir-eval --model anyir-tiny --sets all --baseline nlm --json benchmarks/results/eval-anyir-tiny.json"""
 
 

@@ -9,8 +9,13 @@ Protocol (see :mod:`anyir_edge.metrics` for the metric conventions):
   metrics.  ``input`` rows are the identity baseline (degraded input vs ground truth).
 * Sets: ``cbsd68-15/25/50`` (Gaussian noise on CBSD68, the literature's protocol),
   ``rain100l`` (real pairs), and ``haze-synth``, ``lowlight-synth``, ``blur-synth``
-  (synthetic degradations of CBSD68's clean images; always labelled synthetic).  Any folder
-  with ``lq/`` and ``gt/`` can be given as a set too.
+  (synthetic degradations of CBSD68's clean images; always labelled synthetic), and ``clean``
+  (CBSD68's clean images as input: a restorer should leave them alone; it catches a model that
+  mistakes a clean photo for a degraded one).  Any folder with ``lq/`` and ``gt/`` can be given
+  as a set too.
+* Identical images have infinite PSNR.  Per-image values keep it (``null`` in JSON); set means
+  count it as ``PSNR_CAP`` dB, and the cross-set ``average`` leaves out ``clean`` (not a
+  restoration task).  Each method's ``worst`` image is recorded per set.
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ from ..metrics import psnr, quantize, ssim
 from ..runtime.io import IMAGE_SUFFIXES, read_rgb8
 
 DATA_ENV = "ANYIR_DATA"
+PSNR_CAP = 100.0  # dB counted for an identical image in set means
+CLEAN = "none"  # degrade of the clean set: the input is the ground truth
 
 
 def default_data_root() -> Path:
@@ -54,6 +61,7 @@ SETS: dict[str, EvalSet] = {
     "haze-synth": EvalSet("haze-synth", "CBSD68", "haze", synthetic=True),
     "lowlight-synth": EvalSet("lowlight-synth", "CBSD68", "lowlight", synthetic=True),
     "blur-synth": EvalSet("blur-synth", "CBSD68", "blur", synthetic=True),
+    "clean": EvalSet("clean", "CBSD68", CLEAN),
 }
 
 
@@ -98,6 +106,8 @@ def load_pairs(s: EvalSet, data_root: Path, seed: int = 0, limit: int | None = N
             lq = read_rgb8(lq_path)
             if lq.shape != gt.shape:
                 raise AnyIRError(f"{lq_path}: size differs from its ground truth")
+        elif s.degrade == CLEAN:
+            lq = gt.copy()
         else:
             rng = np.random.default_rng(D.noise_seed_for(f"{s.name}/{p.name}", seed))
             lq = quantize(D.degrade(gt.astype(np.float32) / 255.0, s.degrade, rng=rng, params=s.params or None))
@@ -148,9 +158,12 @@ def evaluate(restore: Callable[[np.ndarray], np.ndarray], sets: list[EvalSet], d
             rows.append(row)
         summary = {"n": len(rows), "synthetic": s.synthetic, "per_image": rows}
         for m in ["input", *methods]:
-            summary[m] = {k: float(np.mean([r[m][k] for r in rows])) for k in ("psnr", "ssim")}
+            summary[m] = {"psnr": float(np.mean([min(r[m]["psnr"], PSNR_CAP) for r in rows])),
+                          "ssim": float(np.mean([r[m]["ssim"] for r in rows]))}
+            worst = min(rows, key=lambda r: r[m]["psnr"])
+            summary[m]["worst"] = {"image": worst["image"], "psnr": worst[m]["psnr"], "ssim": worst[m]["ssim"]}
         results["sets"][s.name] = summary
-    names = list(results["sets"])
+    names = [s.name for s in sets if s.degrade != CLEAN]
     if names:
         results["average"] = {m: {k: float(np.mean([results["sets"][n][m][k] for n in names])) for k in ("psnr", "ssim")}
                               for m in ("input", "model")}
@@ -167,7 +180,8 @@ def markdown_table(results: dict) -> str:
     lines = [head, "|" + "---|" * (2 + len(methods))]
     for name, s in results["sets"].items():
         label = name + (" (synthetic)" if s["synthetic"] else "")
-        cells = [f"{s[m]['psnr']:.2f} / {s[m]['ssim']:.4f}" if m in s else "-" for m in methods]
+        cells = [("identical" if s[m]["psnr"] >= PSNR_CAP else f"{s[m]['psnr']:.2f} / {s[m]['ssim']:.4f}")
+                 if m in s else "-" for m in methods]
         lines.append(f"| {label} | {s['n']} | " + " | ".join(cells) + " |")
     if "average" in results:
         cells = [f"{results['average'][m]['psnr']:.2f} / {results['average'][m]['ssim']:.4f}"
@@ -179,4 +193,13 @@ def markdown_table(results: dict) -> str:
 def write_json(results: dict, path: Path) -> None:
     from ..fsutil import write_json as _write
 
-    _write(path, results, indent=1, default=lambda o: None if isinstance(o, float) and math.isinf(o) else o)
+    def finite(o):  # json.dumps writes inf as Infinity, which is not JSON; identical images -> null
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {k: finite(v) for k, v in o.items()}
+        if isinstance(o, list | tuple):
+            return [finite(v) for v in o]
+        return o
+
+    _write(path, finite(results), indent=1)
