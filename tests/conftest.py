@@ -63,3 +63,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def int8_weight_absmax(model) -> int:
+    """Largest |q| of the INT8 weight initializers that feed a DequantizeLinear in a Q/DQ graph."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    vals = [int(abs(numpy_helper.to_array(inits[n.input[0]]).astype(int)).max()) for n in model.graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type == 3]
+    assert vals, "no INT8 weights in the graph"
+    return max(vals)

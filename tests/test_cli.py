@@ -29,6 +29,21 @@ def test_run_turns_errors_into_one_line(capsys):
     assert capsys.readouterr().err == "anyir-x: error: x.pth: not a checkpoint\n"
 
 
+def test_run_prints_warnings_as_one_line_and_restores_the_hook(capsys):
+    import warnings
+
+    from anyir_edge.runtime import EngineWarning
+
+    def careful(argv):
+        warnings.warn("engine.onnx: may be wrong here", EngineWarning)
+        return 0
+
+    hook = warnings.showwarning
+    assert run("anyir-x", careful) == 0
+    assert capsys.readouterr().err == "anyir-x: warning: engine.onnx: may be wrong here\n"
+    assert warnings.showwarning is hook
+
+
 def test_train_warm_start_flags_exclude_resume_and_exports(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("tasks: [{name: a, clean: [x], degrade: noise}]\n")

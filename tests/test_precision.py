@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from conftest import perturbed, saved_perturbed
+from conftest import int8_weight_absmax, perturbed, saved_perturbed
 import torch
 
 import anyir_edge
@@ -157,6 +157,9 @@ def test_int8_static_calibrated_and_reported(ckpt, small_inputs, calib_dir, tmp_
                                                                           if n.op_type == "MatMul"}
     meta = {p.key: p.value for p in m.metadata_props}
     assert json.loads(meta["anyir_edge.int8_quantized_nodes"]) == rp["quantized_nodes"]
+    # 7-bit weights (no u8 x s8 saturation on CPUs without VNNI), and the certificate says which CPU checked it
+    assert 32 < int8_weight_absmax(m) <= 64 and meta["anyir_edge.int8_weight_bits"] == "7" and rp["reduce_range"]
+    assert cert["host_cpu"]["model"] and isinstance(cert["host_cpu"]["int8_isa"], list)
     # per-channel weights: a weight DequantizeLinear with a vector scale
     inits = {t.name: t for t in m.graph.initializer}
     assert any(n.op_type == "DequantizeLinear" and n.input[1] in inits and len(inits[n.input[1]].dims) == 1
@@ -234,9 +237,6 @@ def test_bench_wires_reduced_precision(ckpt, tmp_path, monkeypatch):
         for prec in ("fp32", "fp16", "int8"):
             if backend == "openvino" and not B._has("openvino"):
                 continue
-            if backend == "openvino" and prec == "int8" and not B._has("nncf"):
-                assert "nncf" in B.availability(backend, prec).lower()
-                continue
             assert B.availability(backend, prec) is None
     seen = []
 
@@ -258,3 +258,47 @@ def test_bench_wires_reduced_precision(ckpt, tmp_path, monkeypatch):
 def test_quality_gate_cbsd68_rain100l(fp16_export, ckpt, shared_data):
     q = P.quality_gate(fp16_export.path, anyir_edge.load_model(ckpt), "fp16", shared_data, threads=1)
     assert set(q["sets"]) == {"cbsd68-25", "rain100l"} and q["passed"], q
+
+
+# -------------------------------------------------------------------- OpenVINO INT8
+def _zeros_ir_transform(samples, ignored=None):
+    """Stands in for an NNCF quantization that ruins the model: the IR outputs zeros."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    def transform(m):
+        image = ops.parameter(m.inputs[0].get_partial_shape(), ov.Type.f32, name="image")
+        image.output(0).get_tensor().set_names({"image"})
+        out = ops.multiply(image, ops.constant(np.float32(0.0)))
+        out.output(0).get_tensor().set_names({"restored"})
+        return ov.Model([out], [image], "zeros")
+
+    return transform
+
+
+@pytest.mark.parametrize("nncf", ["missing", "fails the gate"])
+def test_openvino_int8_through_the_qdq_graph(nncf, ckpt, small_inputs, calib_dir, tmp_path, monkeypatch):
+    """OpenVINO INT8 without NNCF, or when NNCF's IR misses the gate, is ONNX Runtime's Q/DQ graph
+    converted to FakeQuantize: it passes the 35 dB gate on OpenVINO's own INT8 execution."""
+    pytest.importorskip("openvino")
+    import openvino as ov
+
+    monkeypatch.setattr(P, "nncf_available", lambda: nncf != "missing")
+    monkeypatch.setattr(P, "openvino_int8_transform", _zeros_ir_transform)
+    logs = []
+    res = export(str(ckpt), to="openvino", int8=True, calib=str(calib_dir), output=str(tmp_path), threads=1,
+                 inputs=small_inputs, log=logs.append)
+    cert, rp = res.certificate, res.certificate["reduced_precision"]
+    assert res.path.name == "tiny-int8.xml" and cert["passed"] and cert["summary"]["psnr_min"] >= 35
+    assert rp["method"] == "onnx-qdq" and rp["quantized_nodes"] and rp["reduce_range"]
+    assert all("Conv" in n for n in rp["quantized_nodes"])  # the CPU plugin cannot compile Q/DQ MatMul
+    if nncf == "missing":
+        assert any("NNCF is not installed" in m for m in logs)
+        assert rp["attempts"][0]["method"] == "onnx-qdq"
+    else:
+        assert rp["attempts"][0]["method"] == "nncf" and rp["attempts"][0]["psnr_min"] < 35
+        assert any("trying ONNX Runtime's Q/DQ graph" in m for m in logs)
+    m = ov.Core().read_model(str(res.path))
+    assert sum(op.get_type_name() == "FakeQuantize" for op in m.get_ordered_ops()) >= len(rp["quantized_nodes"])
+    assert m.get_rt_info(["anyir_edge", "int8_method"]).astype(str) == "onnx-qdq"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-int8.bin", "tiny-int8.parity.json", "tiny-int8.xml"]

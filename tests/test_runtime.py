@@ -294,3 +294,32 @@ def test_engine_runtime_does_not_import_torch(onnx_path, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[-2:] == ["0", "False"]
     assert cv2.imread(str(tmp_path / "out.png")).shape == (160, 160, 3)
+
+
+@pytest.mark.parametrize("isa,bits,warns", [(["avx2"], None, True), (["avx2"], "8", True), (["avx2"], "7", False),
+                                            (["avx2", "avx512f", "avx512_vnni"], "8", False), ([], "8", False)])
+def test_int8_engine_with_8bit_weights_warns_on_cpus_without_vnni(onnx_path, tmp_path, monkeypatch, isa, bits,
+                                                                  warns):
+    """u8 x s8 products saturate on x86 CPUs without VNNI; an INT8 engine exported with full-range
+    weights (older exports, NNCF) is flagged there, one with 7-bit weights is not."""
+    import warnings
+
+    import onnx
+
+    from anyir_edge.runtime import EngineWarning, backends
+
+    m = onnx.load(str(onnx_path))
+    meta = {"anyir_edge.precision": "int8", **({"anyir_edge.int8_weight_bits": bits} if bits else {})}
+    for k, v in meta.items():
+        m.metadata_props.add(key=k, value=v)
+    path = tmp_path / "int8.onnx"
+    onnx.save(m, str(path))
+    monkeypatch.setattr(backends, "cpu_info", lambda: {"model": "test", "int8_isa": isa})
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        Restorer.open(str(path), threads=1).close()
+        Restorer.open(str(onnx_path), threads=1).close()  # an fp32 engine never warns
+    ours = [w for w in seen if issubclass(w.category, EngineWarning)]
+    assert len(ours) == int(warns), [str(w.message) for w in seen]
+    if warns:
+        assert "without VNNI" in str(ours[0].message) and "\n" not in str(ours[0].message)

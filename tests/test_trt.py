@@ -11,7 +11,7 @@ import types
 import numpy as np
 import onnx
 import pytest
-from conftest import perturbed
+from conftest import int8_weight_absmax, perturbed
 import torch
 from onnx import TensorProto, helper
 
@@ -155,6 +155,7 @@ def test_typed_int8_graph_is_symmetric_qdq_on_convs(matmul_onnx, tmp_path):
            and len(n.input) > 2 and n.input[2] in inits]
     assert zps and all(z.data_type == onnx.TensorProto.INT8 and not numpy_helper.to_array(z).any() for z in zps)
     assert "symmetric INT8 activations" in rep["scheme"]
+    assert int8_weight_absmax(m8) > 64 and not rep["reduce_range"]  # full 8-bit weights: GPUs do not saturate
     consts = {t.name for t in m8.graph.initializer}
     dq_weights = {n.output[0] for n in m8.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in consts}
     assert not any(n.op_type == "MatMul" and set(n.input) & dq_weights for n in m8.graph.node)  # no INT8 MatMul weights

@@ -69,20 +69,15 @@ def availability(backend: str, precision: str) -> str | None:
         return None if precision in ("fp32", "fp16") else "int8 needs a calibration folder (anyir-export --to trt --int8)"
     if backend == "torch" and precision != "fp32":
         return f"{precision} PyTorch is not benchmarked (the fp32 reference; reduced precision: onnxruntime/openvino)"
-    if backend == "openvino" and precision == "int8" and not _has("nncf"):
-        return "openvino int8 needs NNCF (pip install anyir-edge[int8])"
     return None
 
 
 def environment(threads: int | None) -> dict:
     import torch
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
+    from ..runtime.backends import cpu_info, physical_cores
+
+    cpu = cpu_info()
     versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
     for mod in ("onnxruntime", "openvino", "tensorrt", "onnx"):
         try:
@@ -90,9 +85,8 @@ def environment(threads: int | None) -> dict:
         except Exception:
             versions[mod] = None
     from .. import __version__
-    from ..runtime.backends import physical_cores
 
-    return {"cpu": cpu, "logical_cores": os.cpu_count(), "physical_cores": physical_cores(),
+    return {"cpu": cpu["model"], "cpu_int8_isa": cpu["int8_isa"], "logical_cores": os.cpu_count(), "physical_cores": physical_cores(),
             "threads": threads or physical_cores(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "platform": platform.platform(), "versions": versions, "anyir_edge": __version__,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -7,6 +7,7 @@ stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 
 from ..errors import AnyIRError
@@ -15,14 +16,19 @@ EXIT_ERROR = 1
 
 
 def run(prog: str, fn: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    try:
-        return int(fn(argv) or 0)
-    except AnyIRError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line  # warnings as one line each, like errors
+        try:
+            return int(fn(argv) or 0)
+        except AnyIRError as e:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
 
 
 def _lazy(module: str) -> Callable[[list[str] | None], int]:

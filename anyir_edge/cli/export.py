@@ -37,8 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FP16 engine (float32 I/O), LayerNorm/softmax/reductions/q-k normalisation kept in FP32, "
                         "more nodes found by bisection if parity fails; written as NAME-fp16.<suffix>; gate 45 dB")
     p.add_argument("--int8", action="store_const", const=True, default=None,
-                   help="INT8 engine: onnx = static QDQ per-channel (onnxruntime), openvino = NNCF PTQ, trt = entropy "
-                        "calibrator (TensorRT 10.x); sensitive nodes left in float if parity fails; gate 35 dB")
+                   help="INT8 engine: onnx = static QDQ, per-channel 7-bit weights (correct on CPUs with and "
+                        "without VNNI); openvino = NNCF PTQ if installed and it passes, else that QDQ graph on "
+                        "its convolutions; trt = entropy calibrator (10.x) or symmetric QDQ (11.x); sensitive "
+                        "nodes left in float if parity fails; gate 35 dB")
     p.add_argument("--calib", default=None, metavar="DIR",
                    help="folder of calibration images for --int8 (degraded every supported way; onnx/openvino "
                         "default: the built-in crops, with a warning)")

@@ -181,8 +181,6 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: 
             raise ExportError("--data (the quality gate) is for --fp16 / --int8 engines")
         if data is not None and not Path(data).is_dir():
             raise ExportError(f"--data {data}: no such folder")
-        if fmt.name == "openvino" and plan.precision == "int8" and not _has_module("nncf"):
-            raise ExportError("--to openvino --int8 needs NNCF: pip install anyir-edge[int8]")
     if threshold is None:
         threshold = PARITY_GATES_DB[trt_settings.precision if trt_settings else plan.precision]
     if fmt.name == "openvino":
@@ -206,15 +204,6 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: 
                        dynamic is not False, inputs, threshold, threads, log, plan)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _has_module(name: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def _export(fmt, net, stem, source, final, work, strategy, opset, do_simplify, dynamic, inputs, threshold, threads,

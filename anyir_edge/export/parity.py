@@ -113,6 +113,7 @@ def certify(restorer, model, inputs=None, threshold: float = DEFAULT_THRESHOLD_D
         "mean_abs_error": float(np.mean([r["mean_abs_error"] for r in rows])),
     }
     from .. import __version__
+    from ..runtime.backends import cpu_info
 
     return {
         "certificate": "anyir-edge parity",
@@ -131,6 +132,7 @@ def certify(restorer, model, inputs=None, threshold: float = DEFAULT_THRESHOLD_D
         "inputs": rows,
         "toolkit_version": __version__,
         "versions": _versions(),
+        "host_cpu": cpu_info(),  # INT8 numerics depend on it (VNNI or not): anyir_edge.export.precision
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **info,
     }

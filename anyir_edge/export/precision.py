@@ -17,18 +17,30 @@ FP16 (OpenVINO): the IR is saved with ``compress_to_fp16=True`` (weights in FP16
 keeps precision-sensitive subgraphs such as normalisations in FP32 itself); the CPU plugin
 still computes in FP32 (``INFERENCE_PRECISION_HINT`` f32 in the backend).
 
-INT8 (ONNX): ``onnxruntime.quantization.quantize_static`` in QDQ format, per-channel INT8
-weights, UINT8 activations, MinMax calibration on real images degraded with every supported
+INT8 (ONNX): ``onnxruntime.quantization.quantize_static`` in QDQ format, per-channel
+symmetric weights in 7 bits (``reduce_range``), UINT8 activations, MinMax calibration on real images degraded with every supported
 degradation (:func:`anyir_edge.export.calibration.calibration_samples`; without ``--calib`` the shipped asset crops, with a
 warning), quantizing :data:`INT8_OP_TYPES`.  When parity fails, :func:`bisect_keep` finds
 the nodes to leave in float (``nodes_to_exclude``); when that fails too, dynamic
 quantization (``quantize_dynamic``, INT8 weights, activations quantized at run time) is
 tried.  The quantized / excluded nodes are stamped into the metadata and the certificate.
+Why 7-bit weights: x86 CPUs without VNNI (AVX2, AVX-512 without VNNI) multiply UINT8
+activations by INT8 weights with ``VPMADDUBSW``, which adds pairs of products into a saturating
+16-bit integer; full-range weights overflow it.  Measured on an AVX2 CPU (anyir-tiny, the
+12 parity inputs): 8-bit weights 13.1 dB min parity in onnxruntime, 7-bit 31.9 dB; an 8-bit
+engine certified on a VNNI CPU is therefore broken on an AVX2 one.  7 bits cost little on
+VNNI CPUs and make one engine correct on every x86 CPU (ORT's quantization guide recommends
+``reduce_range`` for non-VNNI machines).  The certificate records the CPU it was checked on.
 
 INT8 (OpenVINO): NNCF post-training quantization (``nncf.quantize`` with an
 ``nncf.Dataset`` of the same calibration samples, ``ModelType.TRANSFORMER`` so that the
-attention's softmax / normalisations are kept in float), sensitive nodes excluded with an
-``nncf.IgnoredScope`` found by the same bisection.
+attention's softmax / normalisations are kept in float) when NNCF is installed and its IR
+passes the parity gate; otherwise the INT8 (ONNX) Q/DQ graph above (7-bit weights, convolutions
+only: :data:`OPENVINO_INT8_OP_TYPES`), its search judged on OpenVINO's execution, converted to
+an IR (OpenVINO reads Q/DQ pairs as FakeQuantize and runs the convolutions with INT8 kernels).
+On AnyIR, NNCF's IR loses parity in the CPU plugin's INT8 execution (10-25 dB, also with
+``OverflowFix.ENABLE``; ``benchmarks/openvino_int8_check.py``); the 7-bit Q/DQ graph keeps it
+(33 dB before the search on an AVX2 CPU, as when its FakeQuantize ops are emulated in FP32).
 
 Gates: parity (``PARITY_GATES_DB``: FP16 45 dB, INT8 35 dB) on the parity inputs, and, when a
 data root is given, the drop of PSNR against ground truth relative to the PyTorch FP32 model
@@ -61,8 +73,10 @@ FP16_BLOCK_OPS = ("LayerNormalization", "Softmax", "ReduceMean", "ReduceL2", "Re
 # ops between a ReduceL2 and the Div that normalises q / k by it
 _QK_NORM_CHAIN = ("Clip", "Max", "Expand", "Add", "Div")
 INT8_OP_TYPES = ("Conv", "MatMul")
+# OpenVINO 2026.4's CPU plugin does not compile onnxruntime's Q/DQ MatMul (activation x activation
+# in the attention): "Check 'any_of(scale.size(), OC, 1U)' failed" (dnnl_postops_composer.cpp)
+OPENVINO_INT8_OP_TYPES = ("Conv",)
 DEFAULT_MAX_EVALS = 24     # parity evaluations a bisection may spend
-OPENVINO_MAX_EVALS = 8     # each one is an NNCF run
 MAX_FLOAT_FRACTION = 0.5   # an INT8 engine leaving more of its candidates in float is not worth shipping
 
 
@@ -353,12 +367,13 @@ def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None
                   threshold: float | None = None, search: bool = True, dynamic_fallback: bool = True,
                   op_types=INT8_OP_TYPES, exclude: list[str] | None = None, max_evals: int = DEFAULT_MAX_EVALS,
                   log: Callable[[str], None] | None = None, calib_desc: dict | None = None,
-                  symmetric_activations: bool = False) -> dict:
+                  symmetric_activations: bool = False, reduce_range: bool = True) -> dict:
     """FP32 ONNX ``src`` -> INT8 QDQ ONNX ``dst``.  Static first; with a ``probe`` and ``threshold``,
     nodes left in float by bisection when parity fails, then dynamic quantization.
 
     ``symmetric_activations``: INT8 activations with zero point 0 instead of asymmetric UINT8, the
-    only Q/DQ form TensorRT's explicit quantization accepts."""
+    only Q/DQ form TensorRT's explicit quantization accepts.  ``reduce_range``: 7-bit weights, so
+    that CPUs without VNNI do not saturate (module docstring); a GPU engine does not need it."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
@@ -382,6 +397,7 @@ def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None
             else:
                 kw.update(activation_type=QuantType.QUInt8)
             quantize_static(str(named), str(path), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                            reduce_range=reduce_range,
                             weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
                             nodes_to_exclude=list(excluded), calibrate_method=CalibrationMethod.MinMax, **kw)
         return path
@@ -389,6 +405,7 @@ def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None
     def dynamic(path: Path) -> Path:
         with quiet_logger():  # onnxruntime.quantization logs to the root logger
             quantize_dynamic(str(named), str(path), weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types),
+                             reduce_range=reduce_range,
                              nodes_to_exclude=list(base_exclude))
         return path
 
@@ -425,15 +442,18 @@ def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None
         q = onnx.load(str(cand_path))
         done = quantized_nodes(q, op_types)
         activations = "symmetric INT8" if symmetric_activations else "asymmetric UINT8"
+        weights = "INT8 weights in 7 bits (reduce_range)" if reduce_range else "INT8 weights"
         report = {"precision": "int8", "method": method,
-                  "scheme": (f"QDQ, per-channel symmetric INT8 weights, {activations} activations, MinMax calibration"
-                             if method == "static" else "dynamic: INT8 weights, UINT8 activations quantized at run time"),
+                  "scheme": (f"QDQ, per-channel symmetric {weights}, {activations} activations, MinMax calibration"
+                             if method == "static" else f"dynamic: {weights}, UINT8 activations quantized at run time"),
+                  "reduce_range": bool(reduce_range),
                   "op_types": list(op_types), "quantized_nodes": done, "float_nodes": excluded,
                   "candidates": sum(1 for n in model.graph.node if n.op_type in op_types),
                   "attempts": tried, "calibration": calib_desc if method == "static" else None}
         _stamp(q, {META_PREFIX + "precision": "int8", META_PREFIX + "int8_method": method,
                    META_PREFIX + "int8_quantized_nodes": json.dumps(done),
                    META_PREFIX + "int8_float_nodes": json.dumps(excluded),
+                   META_PREFIX + "int8_weight_bits": "7" if reduce_range else "8",
                    META_PREFIX + "int8_calibration": json.dumps(calib_desc or {})})
         onnx.save(q, str(dst))
         return report
@@ -444,6 +464,10 @@ def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None
 
 
 # ===================================================================== OpenVINO
+NNCF_SCHEME = ("NNCF post-training quantization (MIXED preset: symmetric weights, asymmetric activations; "
+               "ModelType.TRANSFORMER)")
+
+
 def openvino_int8_transform(samples: list[np.ndarray], ignored: list[str] | None = None):
     """An ``ov.Model -> ov.Model`` transform quantizing with NNCF post-training quantization."""
     try:
@@ -460,15 +484,6 @@ def openvino_int8_transform(samples: list[np.ndarray], ignored: list[str] | None
                              preset=nncf.QuantizationPreset.MIXED, subset_size=len(samples), ignored_scope=scope)
 
     return transform
-
-
-def openvino_candidates(onnx_path) -> list[str]:
-    """Friendly names of the quantizable ops (convolutions, matmuls) of the converted OpenVINO model."""
-    import openvino as ov
-
-    m = ov.convert_model(str(onnx_path))
-    return [op.get_friendly_name() for op in m.get_ordered_ops()
-            if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
 
 
 def openvino_quantized_nodes(xml_path) -> list[str]:
@@ -492,8 +507,14 @@ def openvino_quantized_nodes(xml_path) -> list[str]:
 
 def convert_openvino(onnx_path, xml_path, meta: dict[str, str], precision: str, samples=None,
                      probe: ParityProbe | None = None, threshold: float | None = None, search: bool = True,
-                     max_evals: int = OPENVINO_MAX_EVALS, log=None, calib_desc: dict | None = None):
-    """Verified FP32 ONNX -> OpenVINO IR at ``precision``; returns (companion files, report)."""
+                     max_evals: int = DEFAULT_MAX_EVALS, log=None, calib_desc: dict | None = None):
+    """Verified FP32 ONNX -> OpenVINO IR at ``precision``; returns (companion files, report).
+
+    INT8: NNCF post-training quantization when NNCF is installed and its IR passes the parity
+    gate; otherwise ONNX Runtime's static Q/DQ graph (:func:`quantize_int8`, nodes left in
+    float by bisection judged on OpenVINO's own execution), which OpenVINO converts to
+    FakeQuantize and runs with its INT8 kernels.  On AnyIR the NNCF graph loses parity in the CPU
+    plugin's INT8 execution while the Q/DQ graph keeps it (``benchmarks/openvino_int8_check.py``)."""
     from .openvino_export import convert
 
     if precision == "fp16":
@@ -504,43 +525,63 @@ def convert_openvino(onnx_path, xml_path, meta: dict[str, str], precision: str, 
                                "the CPU plugin computes in FP32 (INFERENCE_PRECISION_HINT f32)"}
     if precision != "int8":
         raise ExportError(f"unknown precision {precision!r}")
-    ignored, tried = [], []
 
-    def build(ign: list[str]):
-        m = {**meta, META_PREFIX + "precision": "int8", META_PREFIX + "int8_method": "nncf-ptq",
-             META_PREFIX + "int8_float_nodes": json.dumps(ign), META_PREFIX + "int8_calibration": json.dumps(calib_desc or {})}
-        return convert(onnx_path, xml_path, m, transform=openvino_int8_transform(samples, ign))
+    def int8_meta(method: str, float_nodes: list[str]) -> dict[str, str]:
+        return {**meta, META_PREFIX + "precision": "int8", META_PREFIX + "int8_method": method,
+                META_PREFIX + "int8_float_nodes": json.dumps(float_nodes),
+                META_PREFIX + "int8_calibration": json.dumps(calib_desc or {})}
 
-    extra = build([])
-    if probe is not None and threshold is not None:
-        db = probe(xml_path)
-        tried.append({"method": "nncf", "excluded": 0, "psnr_min": round(db, 3)})
-        if log:
-            log(f"INT8 (NNCF post-training quantization): parity {db:.1f} dB")
-        if db < threshold and search:
-            cand = openvino_candidates(onnx_path)
+    tried = []
+    if nncf_available():
+        extra = convert(onnx_path, xml_path, int8_meta("nncf-ptq", []), transform=openvino_int8_transform(samples))
+        db = probe(xml_path) if probe is not None and threshold is not None else None
+        if db is not None:
+            tried.append({"method": "nncf", "excluded": 0, "psnr_min": round(db, 3)})
             if log:
-                log(f"below the {threshold:g} dB gate: bisecting which of {len(cand)} ops to leave in float ...")
+                log(f"INT8 (NNCF post-training quantization): parity {db:.1f} dB")
+        if db is None or db >= threshold:
+            return extra, {"precision": "int8", "method": "nncf-ptq", "scheme": NNCF_SCHEME,
+                           "quantized_nodes": openvino_quantized_nodes(xml_path), "float_nodes": [],
+                           "attempts": tried, "calibration": calib_desc}
+        if log:
+            log(f"below the {threshold:g} dB gate (OpenVINO's CPU INT8 kernels lose parity on NNCF's graph: "
+                "benchmarks/openvino_int8_check.py); trying ONNX Runtime's Q/DQ graph, which OpenVINO runs as "
+                "FakeQuantize ...")
+    elif log:
+        log("NNCF is not installed (pip install anyir-edge[int8]): quantizing with ONNX Runtime's Q/DQ graph, "
+            "which OpenVINO runs as FakeQuantize")
 
-            def passes(ign):
-                build(list(ign))
-                return probe(xml_path) >= threshold
+    work = Path(tempfile.mkdtemp(prefix=".ov-int8-", dir=Path(xml_path).parent))
+    try:
+        def on_openvino(qdq_path) -> float:  # the search is judged on OpenVINO's execution of the graph, not ORT's
+            probe_xml = work / "probe.xml"
+            convert(qdq_path, probe_xml, {})
+            return probe(probe_xml)
 
-            found = bisect_keep(cand, passes, max_evals, log)
-            if _worth_it(found, cand, log):
-                ignored = found
-            elif log:
-                log("  OpenVINO's CPU INT8 kernels lose parity on this graph even where NNCF's quantization, "
-                    "emulated in FP32, keeps it (benchmarks/openvino_int8_check.py); for an INT8 engine use "
-                    "--to onnx --int8")
-            extra = build(ignored)
-            tried.append({"method": "nncf", "excluded": len(ignored), "psnr_min": round(probe(xml_path), 3)})
-    report = {"precision": "int8", "method": "nncf-ptq",
-              "scheme": "NNCF post-training quantization (MIXED preset: symmetric weights, asymmetric activations; "
-                        "ModelType.TRANSFORMER)",
-              "quantized_nodes": openvino_quantized_nodes(xml_path), "float_nodes": ignored, "attempts": tried,
-              "calibration": calib_desc}
+        qdq = work / "qdq.onnx"
+        rep = quantize_int8(onnx_path, qdq, samples, on_openvino if probe is not None else None, threshold, search,
+                            dynamic_fallback=False, op_types=OPENVINO_INT8_OP_TYPES, max_evals=max_evals, log=log,
+                            calib_desc=calib_desc)
+        extra = convert(qdq, xml_path, int8_meta("onnx-qdq", rep["float_nodes"]))
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    tried += [{**a, "method": "onnx-qdq"} for a in rep["attempts"]]
+    report = {"precision": "int8", "method": "onnx-qdq",
+              "scheme": "ONNX Runtime static Q/DQ (" + rep["scheme"] + ") converted to OpenVINO FakeQuantize",
+              "reduce_range": rep["reduce_range"], "quantized_nodes": openvino_quantized_nodes(xml_path),
+              "float_nodes": rep["float_nodes"], "attempts": tried, "calibration": calib_desc}
     return extra, report
+
+
+def nncf_available() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("nncf") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 # ================================================================= quality gate

@@ -630,7 +630,7 @@ def typed_onnx(onnx_path, out_path, settings: TrtSettings, log=None) -> dict:
             log(f"FP16 graph for a strongly typed build: {len(rep['fp32_nodes'])} nodes kept in FP32")
         return rep
     samples, desc = P.calibration_samples(settings.calib, max_images=settings.calib_max_images, log=log)
-    rep = P.quantize_int8(onnx_path, out_path, samples, op_types=("Conv",), symmetric_activations=True,
+    rep = P.quantize_int8(onnx_path, out_path, samples, op_types=("Conv",), symmetric_activations=True, reduce_range=False,
                           calib_desc=desc, log=log)
     if log:
         log(f"INT8 Q/DQ graph for a strongly typed build: {len(rep['quantized_nodes'])} Conv nodes quantized "

@@ -21,14 +21,14 @@ import numpy as np
 
 from .backends import (BACKENDS, Backend, OnnxRuntimeBackend, OpenVINOBackend, TorchBackend, backend_for,
                        check_suffix, physical_cores)
-from .errors import EngineError, ImageError
+from .errors import EngineError, EngineWarning, ImageError
 from .image import auto_tile, finish, pad_to_multiple, prepare, ramp_weights, tile_starts
 
 DEFAULT_OVERLAP = 32
 DEFAULT_MEMORY_LIMIT = int(float(os.environ.get("ANYIR_MEMORY_LIMIT_MB", "1024")) * 2**20)
 
 __all__ = [
-    "Backend", "EngineError", "ImageError", "OnnxRuntimeBackend", "OpenVINOBackend", "Restorer",
+    "Backend", "EngineError", "EngineWarning", "ImageError", "OnnxRuntimeBackend", "OpenVINOBackend", "Restorer",
     "TorchBackend", "pad_to_multiple", "physical_cores",
 ]
 

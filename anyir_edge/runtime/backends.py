@@ -14,13 +14,39 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EngineError
+from .errors import EngineError, EngineWarning
 
 META_PREFIX = "anyir_edge."
 # Peak activation bytes per input pixel per unit of model width (float32), for auto tiling.
 # Measured on anyir-tiny at 224 and 512 (peak RSS increase / pixels / width): PyTorch eager
 # 123-139, onnxruntime (arena on, patterns off) ~80.  Backends carry their own, with headroom.
 BYTES_PER_PIXEL_PER_DIM = 150.0
+
+
+# x86 flags that decide how INT8 engines compute (VNNI: exact u8 x s8 dot products; without it
+# AVX2 / AVX-512 saturate pairs of products at 16 bits: anyir_edge.export.precision)
+INT8_ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_info() -> dict:
+    """This machine's CPU: model name and the INT8-relevant ISA flags it has (Linux /proc/cpuinfo)."""
+    import platform
+
+    model, flags = None, None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model name") and model is None:
+                    model = val.strip()
+                elif key in ("flags", "Features") and flags is None:
+                    flags = set(val.split())
+    except OSError:
+        pass
+    flags = flags or set()
+    return {"model": model or platform.processor() or platform.machine(), "int8_isa": [f for f in INT8_ISA_FLAGS if f in flags]}
 
 
 def physical_cores() -> int:
@@ -66,6 +92,24 @@ class Backend:
         self.name = metadata.get(META_PREFIX + "name") or Path(str(path)).stem
         self.size_multiple = int(metadata.get(META_PREFIX + "size_multiple", 8))
         self.fft = metadata.get(META_PREFIX + "fft", "")
+        self._check_int8_isa()
+
+    def _check_int8_isa(self) -> None:
+        """Warn when an INT8 CPU engine with full-range (8-bit) weights runs on an x86 CPU without
+        VNNI, where u8 x s8 products saturate (anyir_edge.export.precision): its output can be far
+        from what its certificate says (measured: 13 dB instead of 35 on AVX2)."""
+        md = self.metadata
+        if self.kind not in ("onnxruntime", "openvino") or md.get(META_PREFIX + "precision") != "int8":
+            return
+        if md.get(META_PREFIX + "int8_weight_bits", "8") != "8":
+            return
+        isa = cpu_info()["int8_isa"]
+        if "avx2" in isa and not set(VNNI_FLAGS) & set(isa):
+            import warnings
+
+            warnings.warn(f"{self.path}: INT8 engine with 8-bit weights on a CPU without VNNI ({', '.join(isa)}): "
+                          "u8 x s8 products saturate and the output may be wrong; re-export it with this "
+                          "version (7-bit weights): anyir-export --int8", EngineWarning, stacklevel=3)
 
     @property
     def bytes_per_pixel(self) -> float:

@@ -10,3 +10,7 @@ class ImageError(AnyIRError):
 
 class EngineError(AnyIRError):
     """An engine that cannot be opened or run (missing file, wrong backend, missing package)."""
+
+
+class EngineWarning(UserWarning):
+    """An engine that runs but may not give the output it was certified for on this machine."""
