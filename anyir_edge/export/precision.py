@@ -529,14 +529,15 @@ def convert_openvino(onnx_path, xml_path, meta: dict[str, str], precision: str, 
     if precision != "int8":
         raise ExportError(f"unknown precision {precision!r}")
 
-    def int8_meta(method: str, float_nodes: list[str]) -> dict[str, str]:
+    def int8_meta(method: str, float_nodes: list[str], weight_bits: int) -> dict[str, str]:
         return {**meta, META_PREFIX + "precision": "int8", META_PREFIX + "int8_method": method,
                 META_PREFIX + "int8_float_nodes": json.dumps(float_nodes),
+                META_PREFIX + "int8_weight_bits": str(weight_bits),
                 META_PREFIX + "int8_calibration": json.dumps(calib_desc or {})}
 
     tried = []
     if nncf_available():
-        extra = convert(onnx_path, xml_path, int8_meta("nncf-ptq", []), transform=openvino_int8_transform(samples))
+        extra = convert(onnx_path, xml_path, int8_meta("nncf-ptq", [], 8), transform=openvino_int8_transform(samples))
         db = probe(xml_path) if probe is not None and threshold is not None else None
         if db is not None:
             tried.append({"method": "nncf", "excluded": 0, "psnr_min": round(db, 3)})
@@ -565,7 +566,7 @@ def convert_openvino(onnx_path, xml_path, meta: dict[str, str], precision: str, 
         rep = quantize_int8(onnx_path, qdq, samples, on_openvino if probe is not None else None, threshold, search,
                             dynamic_fallback=False, op_types=OPENVINO_INT8_OP_TYPES, max_evals=max_evals, log=log,
                             calib_desc=calib_desc)
-        extra = convert(qdq, xml_path, int8_meta("onnx-qdq", rep["float_nodes"]))
+        extra = convert(qdq, xml_path, int8_meta("onnx-qdq", rep["float_nodes"], 7 if rep["reduce_range"] else 8))
     finally:
         import shutil
 
