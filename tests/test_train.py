@@ -1,4 +1,5 @@
 """Training: config validation, loss goes down, bit-exact resume, DDP (gloo) == single process."""
+import dataclasses
 import os
 import socket
 import subprocess
@@ -69,6 +70,34 @@ def test_config_errors(tmp_path):
         build_config(p, ["crop=big"])
 
 
+def test_config_base_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("tasks: [{name: a, clean: [x], degrade: noise}]\ncrop: 96\nlr: 5.0e-4\n")
+    sub = tmp_path / "phase"
+    sub.mkdir()
+    (sub / "b.yaml").write_text("base: ../a.yaml\ncrop: 160\n")
+    cfg = build_config(sub / "b.yaml", ["lr=1e-4"])
+    assert (cfg.crop, cfg.lr, [t.name for t in cfg.tasks]) == (160, 1e-4, ["a"])
+    (tmp_path / "loop.yaml").write_text("base: loop2.yaml\n")
+    (tmp_path / "loop2.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        build_config(tmp_path / "loop.yaml")
+    (tmp_path / "c.yaml").write_text("base: gone.yaml\n")
+    with pytest.raises(ConfigError, match="gone.yaml: config file not found"):
+        build_config(tmp_path / "c.yaml")
+
+
+def test_shipped_configs_parse():
+    root = os.path.join(os.path.dirname(__file__), "..", "anyir_edge", "configs")
+    p1 = build_config(os.path.join(root, "anyir-tiny-cpu.yaml"))
+    p2 = build_config(os.path.join(root, "anyir-tiny-cpu-ft160.yaml"))
+    assert p2.start_iteration == p1.iterations and p2.tasks == p1.tasks and p2.val_tasks == p1.val_tasks
+    assert lr_at(p2, p2.start_iteration + p2.warmup) == pytest.approx(p2.lr)
+    assert p2.lr < p1.lr and p2.crop > p1.crop
+    full = build_config(os.path.join(root, "anyir-full-gpu.yaml"))  # the paper's protocol, same tasks
+    assert (full.model, full.crop, full.lr, full.batch_size % 4) == ("anyir", 128, 2e-4, 0)
+    assert full.tasks == p1.tasks and full.start_iteration == 0
+
+
 def test_lr_schedule():
     cfg = build_config(None, ["tasks=[{name: a, clean: [x], degrade: noise}]", "iterations=100", "warmup=10",
                               "lr=1e-3", "min_lr=0"])
@@ -76,6 +105,11 @@ def test_lr_schedule():
     assert lr_at(cfg, 9) == pytest.approx(1e-3)
     assert lr_at(cfg, 55) == pytest.approx(5e-4)
     assert lr_at(cfg, 100) == pytest.approx(0, abs=1e-12)
+    # a later phase runs the same warm-up and cosine from its start_iteration
+    phase = dataclasses.replace(cfg, start_iteration=1000, iterations=1100)
+    assert [lr_at(phase, 1000 + i) for i in (0, 9, 55, 100)] == [lr_at(cfg, i) for i in (0, 9, 55, 100)]
+    with pytest.raises(ConfigError, match="start_iteration 100 must be"):
+        build_config(None, ["tasks=[{name: a, clean: [x], degrade: noise}]", "iterations=100", "start_iteration=100"])
 
 
 def test_samples_are_a_function_of_index(data_root, tmp_path):
@@ -160,6 +194,11 @@ def test_warm_start_refuses_wrong_files(data_root, tmp_path):
         Trainer(_cfg(data_root, tmp_path / "c"), progress=False, init_from=tmp_path / "missing.safetensors")
     with pytest.raises(AnyIRError, match="either resume or init_from"):
         Trainer(_cfg(data_root, tmp_path / "part"), resume=True, progress=False, init_from=warm)
+    # a phase that starts after the warm start's iteration, or without any earlier state
+    with pytest.raises(AnyIRError, match="written at iteration 1, before this config's start_iteration 6"):
+        Trainer(_cfg(data_root, tmp_path / "d", iterations=10, start_iteration=6), progress=False, init_from=warm)
+    with pytest.raises(AnyIRError, match="starts at iteration 6: start it from a warm start"):
+        Trainer(_cfg(data_root, tmp_path / "e", iterations=10, start_iteration=6), progress=False)
 
 
 def test_identity_task_gives_clean_input(data_root, tmp_path):

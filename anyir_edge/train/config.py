@@ -55,6 +55,10 @@ class TrainConfig:
     crop: int = 128
     batch_size: int = 8  # global batch (split across DDP ranks)
     iterations: int = 300_000
+    # first iteration of this config's schedule: a later phase (e.g. fine-tuning on larger
+    # crops) started with --init-from a warm start of an earlier run runs its own warm-up and
+    # cosine from here to ``iterations``; 0 for a run from scratch
+    start_iteration: int = 0
     lr: float = 2e-4
     min_lr: float = 1e-6
     weight_decay: float = 1e-4
@@ -137,19 +141,29 @@ def _tasks(items, where: str) -> list[TaskSpec]:
     return out
 
 
+def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A config file as a mapping; ``base: OTHER.yaml`` (relative to this file) is read first and
+    this file's keys replace its keys (a later training phase names the run it continues)."""
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: expected a mapping at the top level")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    bp = (p.parent / str(base)).resolve()
+    if bp in seen or bp == p.resolve():
+        raise ConfigError(f"{p}: base {base} includes itself")
+    return {**_read_yaml(bp, seen + (p.resolve(),)), **raw}
+
+
 def build_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> TrainConfig:
     """Read ``path`` (YAML) and apply ``key=value`` overrides (values parsed as YAML)."""
-    raw: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: expected a mapping at the top level")
+    raw: dict = {} if path is None else _read_yaml(Path(path))
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -175,4 +189,6 @@ def build_config(path: str | os.PathLike | None, overrides: list[str] | None = N
     for name in ("crop", "batch_size", "iterations"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be >= 1")
+    if not 0 <= cfg.start_iteration < cfg.iterations:
+        raise ConfigError(f"start_iteration {cfg.start_iteration} must be >= 0 and below iterations {cfg.iterations}")
     return cfg

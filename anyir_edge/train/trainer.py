@@ -36,10 +36,13 @@ WARM_FORMAT = "anyir_edge.warm_start"
 
 
 def lr_at(cfg: TrainConfig, it: int) -> float:
-    """Linear warm-up to ``lr`` then cosine decay to ``min_lr`` at ``iterations``."""
+    """Linear warm-up to ``lr`` then cosine decay to ``min_lr`` at ``iterations``.
+
+    Both are counted from ``start_iteration`` (the start of this config's phase)."""
+    it -= cfg.start_iteration
     if cfg.warmup and it < cfg.warmup:
         return cfg.lr * (it + 1) / cfg.warmup
-    t = (it - cfg.warmup) / max(1, cfg.iterations - cfg.warmup)
+    t = (it - cfg.warmup) / max(1, cfg.iterations - cfg.start_iteration - cfg.warmup)
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
@@ -91,6 +94,9 @@ class Trainer:
         self.ckpt_path = self.out / "last.pt"
         if resume and init_from is not None:
             raise AnyIRError("give either resume or init_from, not both")
+        if cfg.start_iteration and not resume and init_from is None:
+            raise AnyIRError(f"this config's schedule starts at iteration {cfg.start_iteration}: start it from a "
+                             "warm start of the earlier phase (--init-from) or resume it (--resume)")
         if resume:
             self._load()
         elif init_from is not None:
@@ -160,7 +166,11 @@ class Trainer:
                 module.load_state_dict(sd)
         except Exception as e:
             raise AnyIRError(f"{path}: cannot load it ({str(e).splitlines()[0][:160]})") from None
-        self.iteration = int(meta["iteration"])
+        it = int(meta["iteration"])
+        if it < self.cfg.start_iteration:
+            raise AnyIRError(f"{path}: written at iteration {it}, before this config's start_iteration "
+                             f"{self.cfg.start_iteration} (finish the earlier phase first)")
+        self.iteration = it
 
     def _load(self) -> None:
         if not self.ckpt_path.is_file():
