@@ -8,10 +8,13 @@ from ..train.config import build_config
 
 EPILOG = """examples:
   anyir-train --config anyir_edge/configs/anyir-tiny-cpu.yaml
-  anyir-train --config anyir_edge/configs/anyir-3deg.yaml --set batch_size=32 --set out=runs/full
+  anyir-train --config anyir_edge/configs/anyir-full-gpu.yaml --set batch_size=16 --set out=runs/full
   anyir-train --config ... --resume              # continue runs/<out>/last.pt exactly
   anyir-train --config ... --export-warm-start W.safetensors   # model + EMA at this iteration (half of last.pt)
   anyir-train --config ... --init-from W.safetensors          # continue from it (fresh AdamW moments)
+  anyir-train --config anyir_edge/configs/anyir-tiny-cpu-ft160.yaml --init-from W.safetensors
+                                  # a later phase: 'base: FILE.yaml' plus its own keys, and a schedule
+                                  # (warm-up, cosine) that starts at its start_iteration
   torchrun --nproc_per_node 4 -m anyir_edge.cli.train --config ...   # multi-GPU (DDP)
 Any config key can be overridden with --set KEY=VALUE (values parsed as YAML)."""
 
