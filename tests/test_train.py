@@ -93,6 +93,7 @@ def test_shipped_configs_parse():
     assert p2.start_iteration == p1.iterations and p2.tasks == p1.tasks and p2.val_tasks == p1.val_tasks
     assert lr_at(p2, p2.start_iteration + p2.warmup) == pytest.approx(p2.lr)
     assert p2.lr < p1.lr and p2.crop > p1.crop
+    assert p2.seed != p1.seed and p2.val_seed == p1.val_seed  # new samples, the same validation set
     full = build_config(os.path.join(root, "anyir-full-gpu.yaml"))  # the paper's protocol, same tasks
     assert (full.model, full.crop, full.lr, full.batch_size % 4) == ("anyir", 128, 2e-4, 0)
     assert full.tasks == p1.tasks and full.start_iteration == 0
@@ -122,6 +123,17 @@ def test_samples_are_a_function_of_index(data_root, tmp_path):
     assert lq.shape == gt.shape == (3, 24, 24) and lq.dtype == torch.float32
     s = IterationSampler(2, 4, 4, rank=1, world=2)
     assert list(s) == [10, 11, 14, 15]
+
+
+def test_validation_set_follows_val_seed_not_seed(data_root, tmp_path):
+    from anyir_edge.train.data import validation_set
+
+    def lq(**kw):
+        return torch.cat([x for _, x, _ in validation_set(_cfg(data_root, tmp_path / "v", **kw))])
+
+    base = lq()
+    assert torch.equal(base, lq(seed=5))  # a later phase with new training samples validates alike
+    assert not torch.equal(base, lq(val_seed=5))
 
 
 def test_loss_decreases_and_resume_is_bit_exact(data_root, tmp_path):

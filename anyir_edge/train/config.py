@@ -68,7 +68,8 @@ class TrainConfig:
     fft_loss_weight: float = 0.0
     ema_decay: float = 0.999
     amp: bool = True  # CUDA only
-    seed: int = 0
+    seed: int = 0  # training samples (task, image, crop, degradation) per sample index
+    val_seed: int = 0  # validation degradations: kept apart from seed so phases share one validation set
     threads: int = 0  # torch intra-op threads on CPU; 0 = leave torch's default
     workers: int = 0
     log_every: int = 20

@@ -150,7 +150,7 @@ def validation_set(cfg: TrainConfig) -> list[tuple[str, torch.Tensor, torch.Tens
             s = min(cfg.val_crop, h, w)
             y, x = (h - s) // 2, (w - s) // 2
             item = (None if lq is None else lq[y:y + s, x:x + s], gt[y:y + s, x:x + s], name)
-            rng = np.random.default_rng(D.noise_seed_for(name, cfg.seed))
+            rng = np.random.default_rng(D.noise_seed_for(name, cfg.val_seed))
             lq_f, gt_f = _degraded_pair(task, item, rng)
             out.append((spec.name, _to_tensor(lq_f)[None], _to_tensor(gt_f)[None]))
     return out
