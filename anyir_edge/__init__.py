@@ -18,6 +18,7 @@ _LAZY = {
     "load_model": ".models.checkpoint",
     "save_model": ".models.checkpoint",
     "shipped_weights": ".models.checkpoint",
+    "weights_sha256": ".models.checkpoint",
 }
 
 __all__ = ["AnyIRError", "CheckpointError", "__version__", *_LAZY]

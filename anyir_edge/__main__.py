@@ -26,6 +26,11 @@ def _info(args) -> int:
             f"| {count_params(m) / 1e6:.3f}M | {count_macs(m, args.size) / 1e9:.2f} | {w.name if w else 'none yet'} |"
         )
     print("MACs = torch.utils.flop_counter FLOPs / 2")
+    from .models.checkpoint import _read_safetensors, load_model, weights_sha256
+
+    for name, path in shipped.items():
+        it = _read_safetensors(path)[1].get("iteration", "?")
+        print(f"{path.name}: iteration {it}, weights sha256 {weights_sha256(load_model(name))}")
     return 0
 
 

@@ -20,6 +20,22 @@ def _out(m, x):
         return m(x)
 
 
+def test_weights_sha256_identifies_the_weights(tmp_path, tiny_model):
+    from anyir_edge import weights_sha256
+
+    ref = weights_sha256(tiny_model)
+    assert len(ref) == 64 and weights_sha256(load_model(save_model(tiny_model, tmp_path / "a.safetensors"))) == ref
+    # fp16 storage: the loaded weights are the half-rounded ones, and the digest says so
+    half = load_model(save_model(tiny_model, tmp_path / "h.safetensors", half=True))
+    rounded = create("anyir-tiny")
+    rounded.load_state_dict({k: v.half().float() for k, v in tiny_model.state_dict().items()})
+    assert weights_sha256(half) == weights_sha256(rounded)
+    with torch.no_grad():  # one weight moved by one ulp
+        p = next(tiny_model.parameters())
+        p.view(-1)[0] = torch.nextafter(p.view(-1)[0], torch.tensor(1.0))
+    assert weights_sha256(tiny_model) != ref
+
+
 def test_safetensors_round_trip_identical(tmp_path, tiny_model, x):
     p = save_model(tiny_model, tmp_path / "m.safetensors")
     m2 = load_model(p)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import anyir_edge
 from anyir_edge import save_model
 from anyir_edge.errors import AnyIRError
 from anyir_edge.eval import SETS, evaluate, load_pairs, markdown_table, resolve_sets
@@ -36,7 +37,9 @@ def test_two_image_folder_matches_hand_computation(pair_folder, tiny_model, tmp_
     r = subprocess.run(["anyir-eval", "--model", str(ckpt), "--sets", str(pair_folder), "--json", str(out_json),
                         "--no-progress", "--threads", "1"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    res = json.loads(out_json.read_text())["sets"]["set"]
+    full = json.loads(out_json.read_text())
+    assert full["model"]["weights_sha256"] == anyir_edge.weights_sha256(tiny_model)  # which weights were measured
+    res = full["sets"]["set"]
     model_psnr, input_psnr, model_ssim = [], [], []
     for i in range(2):
         lq, gt = _rgb(pair_folder / "lq" / f"{i}.png"), _rgb(pair_folder / "gt" / f"{i}.png")

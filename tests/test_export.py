@@ -86,12 +86,16 @@ def test_metadata_present_and_read_back(fold_export):
     assert r.name == "anyir-tiny" and r.size_multiple == 8 and r.metadata["anyir_edge.fft"] == "fold"
 
 
-def test_parity_certificate_fields(fold_export):
+def test_parity_certificate_fields(fold_export, ckpt):
     cert = json.loads(fold_export.certificate_path.read_text())
     assert cert == json.loads(json.dumps(fold_export.certificate))
     assert cert["passed"] is True and cert["threshold_db"] == 60.0 and cert["precision"] == "fp32"
     assert cert["engine"] == "tiny-test.onnx" and cert["format"] == "onnx" and cert["fft"] == "fold"
     assert "fft_mode='fft'" in cert["reference"]
+    # the certificate names the weights it certified, and so does the engine's metadata
+    assert cert["weights_sha256"] == anyir_edge.weights_sha256(anyir_edge.load_model(ckpt))
+    assert Restorer.open(fold_export.path, threads=1).metadata["anyir_edge.weights_sha256"] == cert["weights_sha256"]
+    assert cert["weights_sha256"] != anyir_edge.weights_sha256(perturbed(seed=1))
     s = cert["summary"]
     for k in ("psnr_min", "psnr_mean", "ssim_min", "max_abs_error", "mean_abs_error"):
         assert isinstance(s[k], float)

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from ..models.checkpoint import load_model
+    from ..models.checkpoint import load_model, weights_sha256
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     baselines = tuple(b for b in args.baseline.split(",") if b)
     results = evaluate(restore, sets, args.data or default_data_root(), seed=args.seed, limit=args.limit,
                        baselines=baselines, progress=not args.no_progress)
-    results["model"] = {"name": model.name, "source": str(args.model), "fft_mode": "fold"}
+    results["model"] = {"name": model.name, "source": str(args.model), "fft_mode": "fold",
+                        "weights_sha256": weights_sha256(model)}
     results["command"] = "anyir-eval " + " ".join(argv if argv is not None else sys.argv[1:])
     print(markdown_table(results))
     if args.json:

@@ -14,6 +14,7 @@ import warnings
 
 import torch
 
+from ..models.checkpoint import weights_sha256
 from .formats import ExportError
 
 INPUT_NAME = "image"
@@ -53,6 +54,7 @@ def metadata(model, fft: str, exporter: str, opset: int, source: str | None) -> 
         META_PREFIX + "exporter": exporter,
         META_PREFIX + "opset": str(opset),
         META_PREFIX + "source": source or "",
+        META_PREFIX + "weights_sha256": weights_sha256(model),
         META_PREFIX + "version": __version__,
         META_PREFIX + "torch_version": torch.__version__.split("+")[0],
     }

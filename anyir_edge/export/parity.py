@@ -113,6 +113,7 @@ def certify(restorer, model, inputs=None, threshold: float = DEFAULT_THRESHOLD_D
         "mean_abs_error": float(np.mean([r["mean_abs_error"] for r in rows])),
     }
     from .. import __version__
+    from ..models.checkpoint import weights_sha256
     from ..runtime.backends import cpu_info
 
     return {
@@ -121,6 +122,7 @@ def certify(restorer, model, inputs=None, threshold: float = DEFAULT_THRESHOLD_D
         "threshold_db": float(threshold),
         "gate": "min PSNR over all inputs >= threshold_db (fp32)",
         "model": getattr(model, "name", None) or "anyir",
+        "weights_sha256": weights_sha256(model),
         "config": model.config.to_dict(),
         "precision": "fp32",
         "reference": "PyTorch AnyIR.forward, fft_mode='fft' (torch.fft), float32, CPU",

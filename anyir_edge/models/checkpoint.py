@@ -12,6 +12,7 @@ Every failure is a :class:`~anyir_edge.errors.CheckpointError` with a one-line m
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -36,6 +37,20 @@ _WRAPPERS = ("state_dict", "params_ema", "params", "model_ema", "ema", "model", 
 def shipped_weights() -> dict[str, Path]:
     """Configuration name -> path of the weights shipped inside the package."""
     return {n: WEIGHTS_DIR / f"{n}.safetensors" for n in CONFIGS if (WEIGHTS_DIR / f"{n}.safetensors").is_file()}
+
+
+def weights_sha256(model: AnyIR) -> str:
+    """SHA-256 of the model's weights as float32 (names in sorted order with their values).
+
+    It identifies the weights, not the file: a checkpoint and the model loaded from it agree
+    whatever the storage (fp16 safetensors are widened on load).  Exported engines, their parity
+    certificates and ``anyir-eval`` results carry it, so a result can be matched to the weights
+    it came from."""
+    h = hashlib.sha256()
+    for name, v in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(v.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def save_model(model: AnyIR, path: str | os.PathLike, half: bool = False, metadata: dict | None = None) -> Path:
