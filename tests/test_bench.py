@@ -118,3 +118,24 @@ def test_cli_end_to_end_json_schema_and_gate(ckpt, tmp_path):
 def test_cli_usage_errors(ckpt):
     r = subprocess.run(["anyir-bench", "--model", str(ckpt), "--backends", "tflite"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown backend tflite" in r.stderr
+
+
+def test_bench_engines_pass_the_exporters_own_gate(ckpt, tmp_path, monkeypatch):
+    """An engine that anyir-export would refuse is not benchmarked: the bench exports with the
+    exporter's parity inputs (all of them, not an easier subset) and its gates."""
+    import anyir_edge.export as E
+
+    seen = {}
+
+    def fake_export(model, **kw):
+        seen.update(kw)
+        raise E.ParityError("parity 25.00 dB is below the 35 dB gate: engine rejected")
+
+    monkeypatch.setattr(E, "export", fake_export)
+    bench = B.Bench(_settings(ckpt, tmp_path, backends=("onnxruntime",), precisions=("int8",)), progress=False)
+    try:
+        rows = bench.rows()
+    finally:
+        bench.close()
+    assert "inputs" not in seen and seen["int8"] is True  # the exporter's default inputs, as anyir-export uses
+    assert {r["status"] for r in rows} == {"export failed"} and "35 dB gate" in rows[0]["reason"]
