@@ -230,7 +230,8 @@ class Bench:
                 try:
                     artifact = self.artifact_for(backend, precision)
                 except Exception as e:  # reported as a status
-                    err = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                    err = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                    err = err.split(", kept as ")[0][:200]  # a rejected engine's temporary path means nothing here
             for size in s.sizes:
                 row = {k: None for k in ROW_FIELDS}
                 row.update(backend=backend, precision=precision, size=size, params=params, macs=macs[size])
