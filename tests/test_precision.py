@@ -157,6 +157,12 @@ def test_int8_static_calibrated_and_reported(ckpt, small_inputs, calib_dir, tmp_
                                                                           if n.op_type == "MatMul"}
     meta = {p.key: p.value for p in m.metadata_props}
     assert json.loads(meta["anyir_edge.int8_quantized_nodes"]) == rp["quantized_nodes"]
+    # the rule's float nodes: the image's reader, the output's writer, the gated FFN products' consumers
+    rule = json.loads(meta["anyir_edge.int8_float_nodes_by_rule"])
+    assert rule == rp["float_nodes_by_rule"] and "/embed/Conv" in rule and "/output/Conv" in rule
+    assert sum(v == "input is a product of two activations" for v in rule.values()) == sum(
+        "ffn/project_out" in n.name for n in m.graph.node if n.op_type == "Conv")
+    assert not set(rule) & set(rp["quantized_nodes"]) and set(rule) <= set(rp["float_nodes"])
     # 7-bit weights (no u8 x s8 saturation on CPUs without VNNI), and the certificate says which CPU checked it
     assert 32 < int8_weight_absmax(m) <= 64 and meta["anyir_edge.int8_weight_bits"] == "7" and rp["reduce_range"]
     assert cert["host_cpu"]["model"] and isinstance(cert["host_cpu"]["int8_isa"], list)
@@ -166,11 +172,32 @@ def test_int8_static_calibrated_and_reported(ckpt, small_inputs, calib_dir, tmp_
                and inits[n.input[1]].dims[0] > 1 for n in m.graph.node)
     q = cert["quality"]
     assert q["passed"] and q["max_drop_db"] == 1.0 and q["sets"]["pairs"]["n"] == 2
-    assert os.path.getsize(res.path) < 0.5 * 6.2e6
+    # int8 weights; the rule's float nodes hold 16 % of the weights: well under 60 % of the fp32 file (6.2 MB)
+    assert os.path.getsize(res.path) < 0.6 * 6.2e6
     # the gate function itself can fail (a controlled case: a negative allowance)
     bad = P.quality_gate(res.path, anyir_edge.load_model(ckpt), "int8", tmp_path, [str(qset)], threads=1,
                          max_drop_db=-50)
     assert bad["passed"] is False and bad["sets"]["pairs"]["passed"] is False
+
+
+def test_int8_rule_float_nodes_on_a_hand_built_graph():
+    """The rule reads the graph, not names: a Conv on the graph input, a Conv whose result reaches
+    the output through the residual Add, and a Conv fed by a product of two activations stay in
+    float; a Conv fed by a product with a constant (a scale) is quantized."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((3, 3, 1, 1), np.float32), "w")
+    k = numpy_helper.from_array(np.full((1,), 2.0, np.float32), "k")
+    conv = lambda i, o: helper.make_node("Conv", [i, "w"], [o], name=o)  # noqa: E731
+    nodes = [conv("x", "c1"), helper.make_node("Mul", ["c1", "k"], ["scaled"], name="scale"),
+             conv("scaled", "c2"), helper.make_node("Sigmoid", ["c2"], ["s"], name="sig"),
+             helper.make_node("Mul", ["c2", "s"], ["gated"], name="gate"), conv("gated", "c3"), conv("c3", "c4"),
+             helper.make_node("Add", ["c4", "x"], ["y"], name="residual")]
+    vi = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 3, 4, 4])  # noqa: E731
+    g = helper.make_graph(nodes, "g", [vi("x")], [vi("y")], [w, k])
+    rules = P.int8_rule_float_nodes(helper.make_model(g), ("Conv",))
+    assert rules == {"c1": "reads the image", "c3": "input is a product of two activations",
+                     "c4": "writes the output"}
 
 
 def test_bad_quantization_is_refused(ckpt, small_inputs, tmp_path, monkeypatch):
