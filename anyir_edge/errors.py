@@ -5,6 +5,12 @@ class AnyIRError(Exception):
     """Base class: the message is one line a user can act on."""
 
 
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when empty), at most ``limit`` characters."""
+    s = str(e).strip().splitlines()
+    return (s[0] if s else type(e).__name__)[:limit]
+
+
 class CheckpointError(AnyIRError):
     """A model file that cannot be loaded (missing, truncated, not a checkpoint, wrong model)."""
 

@@ -130,7 +130,8 @@ def test_bench_engines_pass_the_exporters_own_gate(ckpt, tmp_path, monkeypatch):
     def fake_export(model, **kw):
         seen.update(kw)
         raise E.ParityError("parity 25.00 dB is below the 35 dB gate: engine rejected, kept as /tmp/x/e.rejected.xml "
-                            "(certificate e.rejected.parity.json); e.xml was not written")
+                            "(certificate e.rejected.parity.json); e.xml was not written",
+                            failure="parity 25.00 dB is below the 35 dB gate")
 
     monkeypatch.setattr(E, "export", fake_export)
     bench = B.Bench(_settings(ckpt, tmp_path, backends=("onnxruntime",), precisions=("int8",)), progress=False)

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AnyIRError
+from ..errors import AnyIRError, first_line
 from ..fsutil import atomic_path
-from ..export import PARITY_GATES_DB
+from ..export import PARITY_GATES_DB, ParityError
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -229,9 +229,10 @@ class Bench:
                 bar.set_postfix_str(f"{backend} {precision}: export")
                 try:
                     artifact = self.artifact_for(backend, precision)
+                except ParityError as e:  # the gate it missed; the rejected engine's temporary path means nothing here
+                    err = f"{e.failure}: engine rejected" if e.failure else first_line(e)
                 except Exception as e:  # reported as a status
-                    err = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                    err = err.split(", kept as ")[0][:200]  # a rejected engine's temporary path means nothing here
+                    err = first_line(e)
             for size in s.sizes:
                 row = {k: None for k in ROW_FIELDS}
                 row.update(backend=backend, precision=precision, size=size, params=params, macs=macs[size])

@@ -270,7 +270,7 @@ def _accept_or_reject(engine_tmp: Path, final: Path, companions, cert: dict, fai
         _place(engine_tmp, rejected, companions)
         cert_path = write_json(sidecar(final, ".rejected.parity.json"), cert)
         raise ParityError(f"{failure}: engine rejected, kept as "
-                          f"{rejected} (certificate {cert_path.name}); {final.name} was not written")
+                          f"{rejected} (certificate {cert_path.name}); {final.name} was not written", failure=failure)
     cert["engine"] = final.name
     cert_path = write_json(sidecar(final, ".parity.json"), cert)
     return cert_path, _place(engine_tmp, final, companions)

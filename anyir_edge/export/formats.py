@@ -18,7 +18,12 @@ class ExportError(AnyIRError):
 
 
 class ParityError(ExportError):
-    """An exported engine whose output does not match the PyTorch reference."""
+    """An exported engine whose output does not match the PyTorch reference.  ``failure``: the
+    gate it missed, without the file names of the message (None when not given)."""
+
+    def __init__(self, message: str, failure: str | None = None):
+        super().__init__(message)
+        self.failure = failure
 
 
 FFT_STRATEGIES = ("auto", "fold", "matmul", "dft")

@@ -14,6 +14,7 @@ import warnings
 
 import torch
 
+from ..errors import first_line
 from ..models.checkpoint import weights_sha256
 from .formats import ExportError
 
@@ -81,7 +82,7 @@ def trace(model, path: str, fft: str, opset: int | None = None, dynamic: bool = 
                     do_constant_folding=True,
                 )
             except Exception as e:
-                raise ExportError(f"TorchScript ONNX export failed ({_first_line(e)})") from None
+                raise ExportError(f"TorchScript ONNX export failed ({first_line(e)})") from None
         return "torchscript", opset
     if fft == "dft":
         opset = opset or 18
@@ -105,7 +106,7 @@ def trace(model, path: str, fft: str, opset: int | None = None, dynamic: bool = 
                 )
                 prog.save(path)
             except Exception as e:
-                raise ExportError(f"dynamo ONNX export (--fft dft) failed ({_first_line(e)})") from None
+                raise ExportError(f"dynamo ONNX export (--fft dft) failed ({first_line(e)})") from None
         return "dynamo", opset
     raise ExportError(f"unknown fft strategy {fft!r}")
 
@@ -124,11 +125,6 @@ def quiet_logger(name: str | None = None):
         lg.setLevel(old)
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip().splitlines()
-    return (s[0] if s else type(e).__name__)[:200]
-
-
 def simplify(model_proto, log=None):
     """onnxsim, else onnxslim, else the graph unchanged; returns (model, tool or None)."""
     import onnx
@@ -143,7 +139,7 @@ def simplify(model_proto, log=None):
             return simplified, "onnxsim"
         reason = "onnxsim's check failed"
     except Exception as e:  # onnxsim raises RuntimeError/ValueError/...; any failure falls back
-        reason = f"onnxsim failed: {_first_line(e)}"
+        reason = f"onnxsim failed: {first_line(e)}"
     try:
         import onnxslim
 
@@ -155,7 +151,7 @@ def simplify(model_proto, log=None):
         return slim, "onnxslim"
     except Exception as e:
         if log:
-            log(f"warning: {reason}; onnxslim failed too ({_first_line(e)}); keeping the graph unsimplified")
+            log(f"warning: {reason}; onnxslim failed too ({first_line(e)}); keeping the graph unsimplified")
         return model_proto, None
 
 
@@ -167,7 +163,7 @@ def finalize(path: str, meta: dict[str, str], do_simplify: bool = True, log=None
     try:
         onnx.checker.check_model(model)
     except Exception as e:
-        raise ExportError(f"onnx.checker rejects the exported graph ({_first_line(e)})") from None
+        raise ExportError(f"onnx.checker rejects the exported graph ({first_line(e)})") from None
     tool = None
     if do_simplify:
         model, tool = simplify(model, log)

@@ -599,7 +599,7 @@ def convert_openvino(onnx_path, xml_path, meta: dict[str, str], precision: str, 
                         transform=openvino_int8_transform(samples, ignored))
         db = probe(xml_path) if probe is not None and threshold is not None else None
         if db is not None:
-            tried.append({"method": "nncf", "excluded": 0, "psnr_min": round(db, 3)})
+            tried.append({"method": "nncf", "excluded": len(ignored), "psnr_min": round(db, 3)})
             if log:
                 log(f"INT8 (NNCF post-training quantization): parity {db:.1f} dB")
         if db is None or db >= threshold:
