@@ -16,13 +16,14 @@ def _info(args) -> int:
 
     shipped = shipped_weights()
     print(f"anyir-edge {__version__}")
-    print(f"| model | width | encoder | decoder | refine | params | GMACs @{args.size} | shipped weights |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"| model | architecture | width | encoder | decoder | refine | params | GMACs @{args.size} | shipped weights |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, cfg in CONFIGS.items():
         m = create(name)
         w = shipped.get(name)
+        lay = cfg.layout()
         print(
-            f"| {name} | {cfg.dim} | {list(cfg.enc_blocks)} | {list(cfg.dec_blocks)} | {cfg.refine_blocks} "
+            f"| {name} | {cfg.arch} | {lay['width']} | {list(lay['encoder'])} | {list(lay['decoder'])} | {lay['refine']} "
             f"| {count_params(m) / 1e6:.3f}M | {count_macs(m, args.size) / 1e9:.2f} | {w.name if w else 'none yet'} |"
         )
     print("MACs = torch.utils.flop_counter FLOPs / 2")

@@ -52,10 +52,10 @@ def test_fp16_storage_loads_close(tmp_path, tiny_model, x):
 
 
 def test_config_comes_from_the_file(tmp_path, x):
-    m = create("anyir-tiny", dim=8, enc_blocks=(1, 1, 1, 1), dec_blocks=(1, 1, 1), refine_blocks=1)
+    m = create("anyir-tiny", dim=8, blocks=(1, 1, 1, 1), dec_blocks=(1, 2, 1), refine_blocks=1).eval()
     p = save_model(m, tmp_path / "custom.safetensors")
     m2 = load_model(p, fft_mode="fold")
-    assert m2.config.dim == 8 and m2.fft_mode == "fold"
+    assert m2.config == m.config and m2.config.decoder_blocks == (1, 2, 1) and m2.fft_mode == "fold"
     assert (_out(m2, x) - _out(m, x)).abs().max() < 1e-5
 
 
@@ -93,7 +93,7 @@ def _bad(tmp_path, tiny_model, case):
         return p, "not a readable safetensors"
     if case == "missing_keys":
         p = tmp_path / "m.pth"
-        torch.save({k: v for k, v in sd.items() if "refine" not in k}, p)
+        torch.save({k: v for k, v in sd.items() if k != "refinement.0.ffn.project_out.weight"}, p)
         return p, "missing key"
     if case == "unexpected_keys":
         p = tmp_path / "u.pth"
@@ -101,20 +101,28 @@ def _bad(tmp_path, tiny_model, case):
         return p, "unexpected key"
     if case == "wrong_model":
         p = save_model(tiny_model, tmp_path / "tiny.safetensors")
-        return (p, "anyir"), "weights do not fit the model"
+        return (p, "anyir"), "weights do not fit the anyir model"
     if case == "wrong_width":
         m = create("anyir-tiny", dim=24)
         p = tmp_path / "w24.pth"
         torch.save(m.state_dict(), p)
-        return (p, "anyir-tiny"), "shape mismatch for 'embed.weight'"
+        return (p, "anyir-tiny"), "shape mismatch for 'patch_embed.proj.weight'"
     if case == "not_a_state_dict":
         p = tmp_path / "list.pth"
         torch.save([1, 2, 3], p)
         return p, "not a checkpoint"
-    if case == "pickled_object":
+    if case == "pickled_object":  # Python objects load inert; with no weights beside them: not a checkpoint
         p = tmp_path / "obj.pth"
         torch.save({"cfg": argparse.Namespace(a=1), "w": torch.zeros(1)}, p)
-        return p, "weights_only"
+        return p, "not a checkpoint"
+    if case == "paper_layout_as_authors":
+        p = tmp_path / "paper.pth"
+        torch.save(create("anyir-paper-tiny").state_dict(), p)
+        return (p, "anyir-tiny"), "missing key"
+    if case == "inconsistent_depths":
+        p = tmp_path / "gap.pth"
+        torch.save({k: v for k, v in sd.items() if not k.startswith("latent.1.")}, p)
+        return p, "not consecutive"
     if case == "nan":
         bad = dict(sd)
         k = next(iter(bad))
@@ -133,7 +141,8 @@ def _bad(tmp_path, tiny_model, case):
 
 @pytest.mark.parametrize("case", ["missing_file", "truncated", "text_as_pth", "zero_bytes", "missing_keys",
                                   "unexpected_keys", "wrong_model", "wrong_width", "not_a_state_dict", "pickled_object",
-                                  "nan", "bad_suffix", "not_shipped_name"])
+                                  "nan", "bad_suffix", "not_shipped_name", "paper_layout_as_authors",
+                                  "inconsistent_depths"])
 def test_bad_checkpoints_give_one_line_errors(tmp_path, tiny_model, case):
     target, expected = _bad(tmp_path, tiny_model, case)
     config = None

@@ -109,14 +109,15 @@ def test_parity_certificate_fields(fold_export, ckpt):
         assert set(r) >= {"image", "degradation", "seed", "size", "psnr", "ssim", "max_abs_error", "mean_abs_error"}
 
 
-@pytest.mark.parametrize("name", ["anyir-tiny", "anyir"])
+@pytest.mark.parametrize("name", ["anyir-tiny", "anyir", "anyir-paper-tiny", "anyir-paper"])
 def test_deploy_form_is_the_same_function(name):
-    """The GDFN reparametrisation used for export: same output, padded widths, original untouched."""
-    from anyir_edge.export.deploy import DeployGDFN, deploy_copy
-    from anyir_edge.models.anyir import GDFN
+    """The architecture's deploy form used for export: same output, padded widths, original untouched."""
+    from anyir_edge.models import get_architecture
+    from anyir_edge.models.deploy import DeployGDFN
+    from anyir_edge.models.layers import GatedFFN as GDFN
 
     m = perturbed(name)
-    d = deploy_copy(m)
+    d = get_architecture(m).deploy_copy(m)
     x = torch.rand(1, 3, 24, 40)
     with torch.inference_mode():
         assert torch.allclose(m(x), d(x), atol=2e-6)
@@ -130,11 +131,11 @@ def test_exported_graph_has_no_gdfn_split(fold_export):
     """GDFN's chunk is gone from the graph (no Split in any /ffn/ scope, whose convs are
     there); every depthwise conv wider than 8 channels has a multiple of 8 (onnxruntime's
     NCHWc kernels)."""
-    from anyir_edge.models.anyir import DAB
+    from anyir_edge.models.layers import GatedFFN
 
     g = onnx.load(str(fold_export.path)).graph
     ffn = [n.op_type for n in g.node if "/ffn/" in n.name]
-    assert ffn.count("Conv") == 5 * sum(isinstance(b, DAB) for b in perturbed().modules())  # 2 in, 2 dw, 1 out
+    assert ffn.count("Conv") == 5 * sum(isinstance(b, GatedFFN) for b in perturbed().modules())  # 2 in, 2 dw, 1 out
     assert "Split" not in ffn and "Slice" not in ffn
     groups = [a.i for n in g.node if n.op_type == "Conv" for a in n.attribute if a.name == "group"]
     assert all(gr % 8 == 0 for gr in groups if gr > 8)
@@ -175,7 +176,7 @@ def test_fft_matmul_parity_via_cli(ckpt, tmp_path, capsys):
 def test_fft_dft_parity_dynamo(tmp_path):
     """--fft dft keeps ONNX DFT ops (dynamo exporter).  A shallow model keeps the (slow)
     dynamo trace short; the DFT path is the same in every block."""
-    model = perturbed(enc_blocks=(1, 1, 1, 1), dec_blocks=(1, 1, 1), refine_blocks=1)
+    model = perturbed(blocks=(1, 1, 1, 1), refine_blocks=1)
     res = export(model, to="onnx", output=str(tmp_path), fft="dft", threads=1,
                  inputs=parity_inputs(max_side=128), log=lambda m: None)
     m = onnx.load(str(res.path))
@@ -191,7 +192,8 @@ def test_full_anyir_config_exports(tmp_path):
     res = export(model, to="onnx", output=str(tmp_path / "full.onnx"), threads=1,
                  inputs=parity_inputs(max_side=96)[:1], log=lambda m: None)
     assert res.path.name == "full.onnx" and res.certificate["passed"]
-    assert json.loads(onnx_meta(res.path)["anyir_edge.config"])["dim"] == 32
+    assert json.loads(onnx_meta(res.path)["anyir_edge.config"])["dim"] == 28
+    assert onnx_meta(res.path)["anyir_edge.arch"] == "anyir"
 
 
 def onnx_meta(path):

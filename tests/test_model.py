@@ -1,23 +1,33 @@
-"""The reference model: paper-faithful cost, any input size, exact fft modes, gradients."""
+"""The reference models: costs, any input size, exact fft modes, gradients (both architectures
+where the property is shared; the paper reading's own structure in its own tests)."""
 import pytest
 import torch
 
-from anyir_edge.models import CONFIGS, create, get_config
-from anyir_edge.models.anyir import DAB, GatedDA, pad_to_multiple
+from anyir_edge.models import CONFIGS, create, get_config, pad_to_multiple
+from anyir_edge.models.base import FrequencyPath
+from anyir_edge.models.anyir_paper.model import DAB, GatedDA
 from anyir_edge.models.complexity import count_macs, count_params
 from anyir_edge.models.spectral import frequency_sum, irfft2_matmul, rfft2_matmul
+from conftest import perturbed
 
 
-def test_anyir_matches_paper_table6():
-    m = create("anyir")
+@pytest.fixture(params=["anyir-tiny", "anyir-paper-tiny"])
+def tiny_model(request):
+    """Both architectures' tiny configurations, random weights (overrides conftest's)."""
+    return perturbed(request.param)
+
+
+def test_paper_reading_matches_paper_table6():
+    m = create("anyir-paper")
     params = count_params(m)
     macs = count_macs(m, 224)
     assert abs(params - 6.29e6) / 6.29e6 <= 0.03, params
     assert abs(macs - 19e9) / 19e9 <= 0.10, macs
 
 
-def test_tiny_budget():
-    m = create("anyir-tiny")
+@pytest.mark.parametrize("name", ["anyir-tiny", "anyir-paper-tiny"])
+def test_tiny_budget(name):
+    m = create(name)
     assert count_params(m) <= 1.5e6
     assert count_macs(m, 224) <= 5e9
     assert count_params(m) > 0.5e6  # still a real network, not a stub
@@ -84,9 +94,14 @@ def test_fft_modes_agree_on_model(tiny_model, h, w):
     assert (outs["matmul"] - outs["fft"]).abs().max() <= 1e-5
 
 
-def test_fft_mode_in_create_and_validation():
-    m = create("anyir-tiny", fft_mode="matmul")
-    assert {blk.fusion.fft_mode for blk in m.modules() if isinstance(blk, DAB)} == {"matmul"}
+@pytest.mark.parametrize("name", ["anyir-tiny", "anyir-paper-tiny"])
+def test_fft_mode_in_create_and_validation(name):
+    m = create(name, fft_mode="matmul")
+    paths = [p for p in m.modules() if isinstance(p, FrequencyPath)]
+    assert len(paths) == sum(m.config.layout()["encoder"]) + sum(m.config.layout()["decoder"]) + m.config.refine_blocks
+    assert {p.fft_mode for p in paths} == {"matmul"}
+    m.set_fft_mode("fold")
+    assert {p.fft_mode for p in paths} == {"fold"} and m.fft_mode == "fold"
     with pytest.raises(ValueError, match="unknown fft_mode"):
         m.set_fft_mode("dft")
     with pytest.raises(ValueError, match="did you mean 'anyir-tiny'"):
@@ -122,7 +137,7 @@ def test_eval_is_deterministic(tiny_model):
 def test_skip_split_is_interleaved():
     # the attention path must see only even channels: perturbing an odd channel changes the
     # GatedDA input but not the attention input
-    blk = DAB(8, 1, get_config("anyir-tiny")).eval()
+    blk = DAB(8, 1, get_config("anyir-paper-tiny")).eval()
     seen = {}
     blk.attn.register_forward_hook(lambda m, i, o: seen.__setitem__("attn", i[0].clone()))
     blk.gate.register_forward_hook(lambda m, i, o: seen.__setitem__("gate", i[0].clone()))
@@ -137,5 +152,11 @@ def test_skip_split_is_interleaved():
     assert torch.equal(seen["gate"][:, [0, 2, 3]], g0[:, [0, 2, 3]])
 
 
-def test_registry_lists_both():
-    assert {"anyir", "anyir-tiny"} <= set(CONFIGS)
+def test_registry_lists_every_architecture():
+    from anyir_edge.models import ARCHITECTURES, get_architecture
+
+    assert {"anyir", "anyir-paper"} <= set(ARCHITECTURES)
+    assert {"anyir", "anyir-l", "anyir-tiny", "anyir-paper", "anyir-paper-tiny"} <= set(CONFIGS)
+    for name, cfg in CONFIGS.items():
+        m = create(name)
+        assert type(m).arch == cfg.arch == get_architecture(m).name and m.name == name

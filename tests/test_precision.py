@@ -93,7 +93,7 @@ def test_fp16_bisection_finds_overflowing_nodes(tmp_path):
     normalisation; the rule block list alone fails (NaN: 0 dB), bisection keeps a short window of
     that attention's nodes in FP32."""
     model = perturbed(seed=1)
-    attn = model.enc1[0].attn
+    attn = model.encoder_level1[0].attn
     c = attn.qkv.weight.shape[0] // 3
     with torch.no_grad():
         attn.qkv.weight[: 2 * c] *= 1e5
@@ -105,7 +105,7 @@ def test_fp16_bisection_finds_overflowing_nodes(tmp_path):
     assert probe(tmp_path / "h.onnx") < 45  # the rule list alone: overflow
     rep = P.convert_fp16(fp32.path, tmp_path / "h.onnx", probe, 45.0, search=True, max_evals=20, log=logs.append)
     assert rep["fp32_nodes_bisected"], logs
-    assert all(n.startswith("/enc1/enc1.0/attn/") for n in rep["fp32_nodes_bisected"])  # the scaled block only
+    assert all(n.startswith("/encoder_level1/encoder_level1.0/attn/") for n in rep["fp32_nodes_bisected"])  # that block
     assert len(rep["fp32_nodes_bisected"]) < 40
     assert probe(tmp_path / "h.onnx") >= 45
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "h.onnx")).metadata_props}
@@ -159,7 +159,7 @@ def test_int8_static_calibrated_and_reported(ckpt, small_inputs, calib_dir, tmp_
     assert json.loads(meta["anyir_edge.int8_quantized_nodes"]) == rp["quantized_nodes"]
     # the rule's float nodes: the image's reader, the output's writer, the gated FFN products' consumers
     rule = json.loads(meta["anyir_edge.int8_float_nodes_by_rule"])
-    assert rule == rp["float_nodes_by_rule"] and "/embed/Conv" in rule and "/output/Conv" in rule
+    assert rule == rp["float_nodes_by_rule"] and "/patch_embed/proj/Conv" in rule and "/output/Conv" in rule
     assert sum(v == "input is a product of two activations" for v in rule.values()) == sum(
         "ffn/project_out" in n.name for n in m.graph.node if n.op_type == "Conv")
     assert not set(rule) & set(rp["quantized_nodes"]) and set(rule) <= set(rp["float_nodes"])

@@ -12,7 +12,7 @@ import anyir_edge
 from anyir_edge.errors import AnyIRError, CheckpointError
 from anyir_edge.export import onnx_export
 from anyir_edge.export.parity import ASSETS_DIR, psnr
-from anyir_edge.models.anyir import pad_to_multiple as torch_pad
+from anyir_edge.models import pad_to_multiple as torch_pad
 from anyir_edge.runtime import EngineError, ImageError, Restorer, pad_to_multiple, physical_cores
 from anyir_edge.runtime.backends import _ort_providers
 from anyir_edge.runtime.image import ramp_weights, tile_starts

@@ -52,12 +52,11 @@ def _log_default(msg: str) -> None:
 
 def load_for_export(model_or_path):
     """(model, output stem, source description) from a model, a shipped name or a checkpoint."""
-    from ..models import CONFIGS
-    from ..models.anyir import AnyIR
+    from ..models import CONFIGS, RestorationNet
     from ..models.checkpoint import load_model
 
-    if isinstance(model_or_path, AnyIR):
-        return model_or_path.eval(), model_or_path.name or "anyir", None
+    if isinstance(model_or_path, RestorationNet):
+        return model_or_path.eval(), model_or_path.name or type(model_or_path).arch, None
     key = str(model_or_path)
     model = load_model(key)
     if key in CONFIGS and not Path(key).exists():

@@ -22,7 +22,7 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "restored"
 META_PREFIX = "anyir_edge."
 PAD_RULE = ("bottom/right to a multiple of size_multiple, rows first then columns; reflect, "
-            "edge-replicate a side not longer than its pad (anyir_edge.models.anyir.pad_to_multiple)")
+            "edge-replicate a side not longer than its pad (anyir_edge.models.base.pad_to_multiple)")
 # example input: batch 2 and H, W != each other and != 1 so no dimension is specialised
 SAMPLE_SHAPE = (2, 3, 64, 72)
 
@@ -41,7 +41,8 @@ def metadata(model, fft: str, exporter: str, opset: int, source: str | None) -> 
 
     return {
         META_PREFIX + "format": "1",
-        META_PREFIX + "name": model.name or "anyir",
+        META_PREFIX + "name": model.name or type(model).arch,
+        META_PREFIX + "arch": type(model).arch,
         META_PREFIX + "config": json.dumps(model.config.to_dict()),
         META_PREFIX + "input": INPUT_NAME,
         META_PREFIX + "output": OUTPUT_NAME,
@@ -62,11 +63,11 @@ def metadata(model, fft: str, exporter: str, opset: int, source: str | None) -> 
 
 
 def trace(model, path: str, fft: str, opset: int | None = None, dynamic: bool = True) -> tuple[str, int]:
-    """Write the raw exported graph of ``model`` in its deploy form (:mod:`.deploy`) to ``path``;
-    returns (exporter, opset)."""
-    from .deploy import deploy_copy
+    """Write the raw exported graph of ``model`` in its architecture's deploy form
+    (:attr:`anyir_edge.models.base.Architecture.deploy`) to ``path``; returns (exporter, opset)."""
+    from ..models import get_architecture
 
-    model = deploy_copy(model).float().cpu().eval()
+    model = get_architecture(model).deploy_copy(model).float().cpu().eval()
     x = torch.rand(*SAMPLE_SHAPE)
     if fft in ("fold", "matmul"):
         opset = opset or 17
@@ -172,7 +173,7 @@ def finalize(path: str, meta: dict[str, str], do_simplify: bool = True, log=None
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=v)
     model.producer_name = "anyir-edge"
-    model.doc_string = (f"AnyIR image restoration ({meta.get(META_PREFIX + 'name')}): input '{INPUT_NAME}' float32 "
+    model.doc_string = (f"image restoration ({meta.get(META_PREFIX + 'name')}, {meta.get(META_PREFIX + 'arch')}): input '{INPUT_NAME}' float32 "
                         f"NCHW RGB [0,1], H and W multiples of {meta.get(META_PREFIX + 'size_multiple')}; "
                         "output 'restored' same shape")
     onnx.checker.check_model(model)

@@ -448,8 +448,9 @@ def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None
         reader = None if (has_cache and cache.is_file()) else SampleReader(samples).reader
         with quiet_logger():  # onnxruntime.quantization logs to the root logger
             if symmetric_activations:
+                # TensorRT: biases stay float (its explicit quantization takes no INT32 bias DQ)
                 kw.update(activation_type=QuantType.QInt8,
-                          extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+                          extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
             else:
                 kw.update(activation_type=QuantType.QUInt8)
             quantize_static(str(named), str(path), reader, quant_format=QuantFormat.QDQ, per_channel=True,

@@ -1,38 +1,62 @@
-"""Model registry: named AnyIR configurations.
+"""Model registry: architectures and their named configurations.
 
-=============  =====  ==============  ===========  ========  ========  ==============
-name           C      encoder blocks  decoder 1-3  refine    params    GMACs @224x224
-=============  =====  ==============  ===========  ========  ========  ==============
-``anyir``      32     2, 3, 3, 4      2, 3, 3      4         6.168M    19.05
-``anyir-tiny`` 16     1, 2, 2, 4      1, 2, 2      2         1.443M    3.67
-=============  =====  ==============  ===========  ========  ========  ==============
+Every subpackage of ``anyir_edge.models`` that exports ``ARCH`` (an
+:class:`~anyir_edge.models.base.Architecture`) and ``CONFIGS`` (name -> configuration) is an
+architecture; adding one is adding a folder.  Registered today:
 
-Both use attention heads 1/2/4/8 per level, GDFN expansion 2.66 and GatedDA expansion 2.
-``anyir`` reproduces the paper's Table 6 (6.29M parameters, 19 GMACs at 224x224).
-``anyir-tiny`` halves the width (parameters and MACs scale ~C^2) and spends its blocks at
-the cheap low-resolution levels: one block at full resolution instead of two, four in the
-latent level; it is the configuration meant for CPUs and phones.
+* ``anyir`` (:mod:`.anyir`): the layout of the authors' released code. Configurations
+  ``anyir`` (theirs, 5.74M parameters), ``anyir-l`` (their earlier default, 8.51M) and
+  ``anyir-tiny`` (ours, for CPUs and phones).
+* ``anyir-paper`` (:mod:`.anyir_paper`): our reading of the paper before code was published.
+  Configurations ``anyir-paper`` (the paper's Table 6 cost) and ``anyir-paper-tiny``.
+
 MACs are counted with ``torch.utils.flop_counter`` and reported as FLOPs / 2
 (see :func:`anyir_edge.models.complexity.count_macs`).
 """
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 
-from .anyir import AnyIR, AnyIRConfig
+from .base import Architecture, ConfigError, NetConfig, RestorationNet, pad_to_multiple
 from .spectral import FFT_MODES
 
-CONFIGS: dict[str, AnyIRConfig] = {
-    "anyir": AnyIRConfig(dim=32, enc_blocks=(2, 3, 3, 4), dec_blocks=(2, 3, 3), refine_blocks=4),
-    "anyir-tiny": AnyIRConfig(dim=16, enc_blocks=(1, 2, 2, 4), dec_blocks=(1, 2, 2), refine_blocks=2),
-}
+
+def _discover() -> tuple[dict[str, Architecture], dict[str, NetConfig]]:
+    archs: dict[str, Architecture] = {}
+    configs: dict[str, NetConfig] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if not info.ispkg:
+            continue
+        mod = importlib.import_module(f"{__name__}.{info.name}")
+        arch = getattr(mod, "ARCH", None)
+        if not isinstance(arch, Architecture):
+            continue
+        if arch.name in archs:
+            raise RuntimeError(f"architecture {arch.name!r} is registered twice")
+        archs[arch.name] = arch
+        for name, cfg in getattr(mod, "CONFIGS", {}).items():
+            if name in configs:
+                raise RuntimeError(f"model name {name!r} is registered by two architectures")
+            if not isinstance(cfg, arch.config_cls):
+                raise RuntimeError(f"{name!r}: its config is not a {arch.config_cls.__name__}")
+            configs[name] = cfg
+    return archs, configs
+
+
+ARCHITECTURES, CONFIGS = _discover()
 
 
 def list_models() -> list[str]:
     return sorted(CONFIGS)
 
 
-def get_config(name: str) -> AnyIRConfig:
+def list_architectures() -> list[str]:
+    return sorted(ARCHITECTURES)
+
+
+def get_config(name: str) -> NetConfig:
     try:
         return CONFIGS[name]
     except KeyError:
@@ -41,15 +65,36 @@ def get_config(name: str) -> AnyIRConfig:
         raise ValueError(f"unknown model {name!r} (known: {', '.join(list_models())}){hint}") from None
 
 
-def create(name: str = "anyir", fft_mode: str = "fft", **overrides) -> AnyIR:
+def get_architecture(name_or_config) -> Architecture:
+    """The descriptor for an architecture name, a configuration or a network."""
+    key = getattr(name_or_config, "arch", name_or_config)
+    if isinstance(name_or_config, RestorationNet):
+        key = type(name_or_config).arch
+    try:
+        return ARCHITECTURES[key]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown architecture {key!r} (known: {', '.join(list_architectures())})") from None
+
+
+def detect_architecture(state_dict) -> Architecture | None:
+    """The one architecture whose ``detect`` accepts these keys (None if none does)."""
+    hits = [a for a in ARCHITECTURES.values() if a.detect(state_dict)]
+    if len(hits) > 1:
+        raise ConfigError(f"the weights look like several architectures ({', '.join(a.name for a in hits)})")
+    return hits[0] if hits else None
+
+
+def create(name: str = "anyir", fft_mode: str = "fft", **overrides) -> RestorationNet:
     """Build a randomly initialised model by configuration name.
 
     ``overrides`` replace config fields, e.g. ``create("anyir", dim=24)``.
     """
     cfg = get_config(name)
     if overrides:
-        cfg = AnyIRConfig.from_dict({**cfg.to_dict(), **overrides})
-    return AnyIR(cfg, fft_mode=fft_mode, name=name)
+        cfg = type(cfg).from_dict({**cfg.to_dict(), **overrides})
+    return get_architecture(cfg).build(cfg, fft_mode=fft_mode, name=name)
 
 
-__all__ = ["AnyIR", "AnyIRConfig", "CONFIGS", "FFT_MODES", "create", "get_config", "list_models"]
+__all__ = ["ARCHITECTURES", "Architecture", "CONFIGS", "ConfigError", "FFT_MODES", "NetConfig", "RestorationNet",
+           "create", "detect_architecture", "get_architecture", "get_config", "list_architectures", "list_models",
+           "pad_to_multiple"]

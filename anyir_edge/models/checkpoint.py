@@ -1,12 +1,18 @@
-"""Saving and loading AnyIR checkpoints.
+"""Saving and loading checkpoints of every registered architecture.
 
-The native format is safetensors with the model configuration in the file's metadata, so a
-file alone rebuilds the right model.  ``.pth`` / ``.pt`` / ``.ckpt`` / ``.bin`` files are read
-only through ``torch.load(weights_only=True)`` (no arbitrary code runs), unwrapping the usual
+The native format is safetensors with the architecture and its configuration in the file's
+metadata.  ``.pth`` / ``.pt`` / ``.ckpt`` / ``.bin`` files are read only through
+``torch.load(weights_only=True)`` (no code from the file runs), unwrapping the usual
 containers: Lightning (``state_dict``), BasicSR (``params_ema`` preferred over ``params``),
 ``model`` / ``net`` / ``ema`` entries, and ``module.`` / ``model.`` / ``net.`` / ``_orig_mod.``
-key prefixes.  Their configuration is inferred by matching keys and shapes against the
-registered configurations, unless ``config=`` is given.
+key prefixes.  A Lightning checkpoint whose ``hyper_parameters`` or callbacks hold Python
+objects (an argparse ``Namespace``, a dataclass of the training code) still loads: every such
+class is replaced by an inert placeholder while unpickling, and only the tensors are kept.
+
+The architecture is recognised from its keys (:func:`anyir_edge.models.detect_architecture`)
+and its configuration inferred from tensor shapes and key counts, never trusted from
+metadata: a configuration in the file's metadata must agree with the tensors before anything
+is built.  ``config=`` overrides.
 
 Every failure is a :class:`~anyir_edge.errors.CheckpointError` with a one-line message.
 """
@@ -21,13 +27,16 @@ import torch
 
 from ..errors import CheckpointError
 from ..fsutil import atomic_path
-from . import CONFIGS, AnyIRConfig, get_config
-from .anyir import AnyIR
+from . import (ARCHITECTURES, CONFIGS, Architecture, ConfigError, NetConfig, RestorationNet, detect_architecture,
+               get_architecture, get_config)
 
 FORMAT_VERSION = "1"
 META_FORMAT = "anyir_edge.format"
 META_CONFIG = "anyir_edge.config"
 META_NAME = "anyir_edge.name"
+META_ARCH = "anyir_edge.arch"
+#: files written before architectures were registered carry a config but no architecture
+LEGACY_ARCH = "anyir-paper"
 TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 _PREFIXES = ("module.", "_orig_mod.", "model.", "net.")
@@ -39,7 +48,7 @@ def shipped_weights() -> dict[str, Path]:
     return {n: WEIGHTS_DIR / f"{n}.safetensors" for n in CONFIGS if (WEIGHTS_DIR / f"{n}.safetensors").is_file()}
 
 
-def weights_sha256(model: AnyIR) -> str:
+def weights_sha256(model: RestorationNet) -> str:
     """SHA-256 of the model's weights as float32 (names in sorted order with their values).
 
     It identifies the weights, not the file: a checkpoint and the model loaded from it agree
@@ -53,7 +62,7 @@ def weights_sha256(model: AnyIR) -> str:
     return h.hexdigest()
 
 
-def save_model(model: AnyIR, path: str | os.PathLike, half: bool = False, metadata: dict | None = None) -> Path:
+def save_model(model: RestorationNet, path: str | os.PathLike, half: bool = False, metadata: dict | None = None) -> Path:
     """Write ``model`` as safetensors with its config in the metadata (atomically).
 
     ``half=True`` stores the weights as float16 (loading casts back to float32).
@@ -67,7 +76,7 @@ def save_model(model: AnyIR, path: str | os.PathLike, half: bool = False, metada
         if half and v.is_floating_point():
             v = v.half()
         tensors[k] = v.contiguous().clone()
-    meta = {META_FORMAT: FORMAT_VERSION, META_CONFIG: json.dumps(model.config.to_dict())}
+    meta = {META_FORMAT: FORMAT_VERSION, META_ARCH: type(model).arch, META_CONFIG: json.dumps(model.config.to_dict())}
     if getattr(model, "name", None):
         meta[META_NAME] = model.name
     from .. import __version__
@@ -114,21 +123,42 @@ def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
     return sd
 
 
+class _Inert(dict):
+    """What a class that weights-only loading refuses becomes: it accepts any construction and
+    state and does nothing (a dict subclass, so dict-style pickles fill it harmlessly)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+    def __setstate__(self, state):
+        pass
+
+
+def _torch_load(path: Path):
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        if "weights_only" not in str(e).lower().replace(" ", "_") and "Unsupported global" not in str(e):
+            raise
+    # Python objects beside the weights (Lightning hyper_parameters, callbacks): inert placeholders
+    names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    stubs = [(type(f"Inert[{n}]", (_Inert,), {}), n) for n in names]
+    with torch.serialization.safe_globals(stubs):
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        obj = _torch_load(path)
     except Exception as e:  # pickle / zip errors vary by corruption
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "weights_only" in msg.lower().replace(" ", "_") or "Unsupported global" in str(e):
             msg = "it contains Python objects that weights_only loading refuses"
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg[:160]})") from None
     return _unwrap(obj, path)
-
-
-def _expected_shapes(cfg: AnyIRConfig) -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):
-        model = AnyIR(cfg)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def _mismatch(sd: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]]) -> str | None:
@@ -145,20 +175,61 @@ def _mismatch(sd: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]])
     return None
 
 
-def _resolve_config(config) -> AnyIRConfig:
-    if isinstance(config, AnyIRConfig):
+def _resolve_config(config, arch: Architecture | None) -> NetConfig:
+    if isinstance(config, NetConfig):
         return config
     if isinstance(config, str):
         return get_config(config)
     if isinstance(config, dict):
-        return AnyIRConfig.from_dict(config)
-    raise TypeError(f"config must be a name, dict or AnyIRConfig, not {type(config).__name__}")
+        if arch is None:
+            raise CheckpointError("config= as a dict needs the architecture: the weights match none")
+        return arch.config_cls.from_dict(config)
+    raise TypeError(f"config must be a name, dict or configuration, not {type(config).__name__}")
 
 
-def load_model(name_or_path: str | os.PathLike, fft_mode: str = "fft", config=None, device="cpu") -> AnyIR:
-    """Load a model: a shipped configuration by name (``"anyir-tiny"``) or a checkpoint file.
+def _architecture(sd, meta: dict[str, str], path: Path) -> Architecture:
+    if META_ARCH in meta or META_CONFIG in meta:
+        name = meta.get(META_ARCH, LEGACY_ARCH)
+        if name not in ARCHITECTURES:
+            raise CheckpointError(f"{path}: written for architecture {name!r}, which this version does not know "
+                                  f"({', '.join(sorted(ARCHITECTURES))})")
+        return ARCHITECTURES[name]
+    try:
+        arch = detect_architecture(sd)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    if arch is None:
+        raise CheckpointError(f"{path}: the weights are not of a supported architecture "
+                              f"({', '.join(sorted(ARCHITECTURES))}); e.g. no key like those of AnyIR's GatedDA")
+    return arch
 
-    The returned model is in eval mode, float32, on ``device``.
+
+def _config_from_file(sd, meta: dict[str, str], arch: Architecture, path: Path) -> NetConfig:
+    """The configuration the tensors describe; metadata, when present, must agree with it."""
+    try:
+        inferred = arch.infer_config(sd)
+    except (ConfigError, ValueError, KeyError, IndexError) as e:
+        raise CheckpointError(f"{path}: weights do not describe a valid {arch.name} network ({e})") from None
+    if META_CONFIG not in meta:
+        return inferred
+    try:
+        stated = arch.config_cls.from_dict(json.loads(meta[META_CONFIG]))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: bad model config in metadata ({e})") from None
+    if stated != inferred and _mismatch(sd, arch.expected_shapes(stated)):
+        raise CheckpointError(f"{path}: the config in its metadata does not match its tensors "
+                              f"(the tensors describe {json.dumps(inferred.to_dict())})")
+    return stated
+
+
+def _registered_name(cfg: NetConfig) -> str | None:
+    return next((n for n, c in CONFIGS.items() if c == cfg), None)
+
+
+def load_model(name_or_path: str | os.PathLike, fft_mode: str = "fft", config=None, device="cpu") -> RestorationNet:
+    """Load a model: a shipped configuration by name (``"anyir-tiny"``) or a checkpoint file
+    (our safetensors, a bare state dict, or a training checkpoint such as the authors' Lightning
+    ``.ckpt``).  The returned model is in eval mode, float32, on ``device``.
     """
     key = str(name_or_path)
     name = None
@@ -190,36 +261,23 @@ def load_model(name_or_path: str | os.PathLike, fft_mode: str = "fft", config=No
             f"expected .safetensors or {', '.join(TORCH_SUFFIXES)}"
         )
     if config is not None:
-        cfg = _resolve_config(config)
-        problem = _mismatch(sd, _expected_shapes(cfg))
-    elif META_CONFIG in meta:
         try:
-            cfg = AnyIRConfig.from_dict(json.loads(meta[META_CONFIG]))
+            cfg = _resolve_config(config, None if isinstance(config, (NetConfig, str)) else _architecture(sd, meta, path))
         except (ValueError, TypeError) as e:
-            raise CheckpointError(f"{path}: bad model config in metadata ({e})") from None
-        name = name or meta.get(META_NAME)
-        problem = _mismatch(sd, _expected_shapes(cfg))
+            if isinstance(e, CheckpointError):
+                raise
+            raise CheckpointError(f"config=: {e}") from None
+        arch = get_architecture(cfg)
     else:
-        cfg, problem, best = None, None, None
-        for cand_name, cand in CONFIGS.items():
-            expected = _expected_shapes(cand)
-            p = _mismatch(sd, expected)
-            if p is None:
-                cfg, name, problem = cand, cand_name, None
-                break
-            distance = len(set(expected) ^ set(sd))
-            if best is None or distance < best:
-                best, problem = distance, p
-        if cfg is None:
-            raise CheckpointError(
-                f"{path}: does not match any AnyIR configuration ({', '.join(CONFIGS)}): {problem}; "
-                "pass config= if it is a custom one"
-            )
+        arch = _architecture(sd, meta, path)
+        cfg = _config_from_file(sd, meta, arch, path)
+    problem = _mismatch(sd, arch.expected_shapes(cfg))
     if problem:
-        raise CheckpointError(f"{path}: weights do not fit the model: {problem}")
+        raise CheckpointError(f"{path}: weights do not fit the {arch.name} model: {problem}")
     bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{path}: {len(bad)} tensor(s) contain NaN/Inf, e.g. {bad[0]!r}")
-    model = AnyIR(cfg, fft_mode=fft_mode, name=name)
-    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
+    name = name or _registered_name(cfg) or meta.get(META_NAME) or None
+    model = arch.build(cfg, fft_mode=fft_mode, name=name)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()}, strict=True)
     return model.to(device).eval()

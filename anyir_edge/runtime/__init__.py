@@ -61,10 +61,10 @@ class Restorer:
         (``.safetensors``/``.pth``) or a shipped model name -> PyTorch; ``backend`` overrides.
         ``kwargs`` go to the constructor (tile, overlap, memory_limit)."""
         if not isinstance(path_or_name, (str, os.PathLike)):  # an in-memory model (torch is loaded already)
-            from ..models.anyir import AnyIR
+            from ..models import RestorationNet
 
-            if not isinstance(path_or_name, AnyIR):
-                raise EngineError(f"expected a model path, shipped name or AnyIR module, got {type(path_or_name).__name__}")
+            if not isinstance(path_or_name, RestorationNet):
+                raise EngineError(f"expected a model path, shipped name or model, got {type(path_or_name).__name__}")
             if backend not in (None, "torch", "pytorch"):
                 raise EngineError("an in-memory model runs on the torch backend only")
             return cls(TorchBackend(path_or_name, device=device, threads=threads), **kwargs)

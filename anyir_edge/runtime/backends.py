@@ -139,10 +139,10 @@ class TorchBackend(Backend):
                  fft_mode: str = "fold"):
         import torch
 
-        from ..models.anyir import AnyIR
+        from ..models import RestorationNet
         from ..models.checkpoint import load_model
 
-        if isinstance(model_or_path, AnyIR):
+        if isinstance(model_or_path, RestorationNet):
             model, path = model_or_path, f"<{model_or_path.name or 'anyir'}>"
             if model.fft_mode != fft_mode:  # never switch the caller's model under its feet
                 import copy
@@ -159,7 +159,8 @@ class TorchBackend(Backend):
         if threads:
             torch.set_num_threads(int(threads))
         meta = {
-            META_PREFIX + "name": model.name or "anyir",
+            META_PREFIX + "name": model.name or type(model).arch,
+            META_PREFIX + "arch": type(model).arch,
             META_PREFIX + "config": json.dumps(model.config.to_dict()),
             META_PREFIX + "size_multiple": str(model.size_multiple),
             META_PREFIX + "fft": fft_mode,

@@ -17,7 +17,7 @@ _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
 def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
-    """numpy twin of :func:`anyir_edge.models.anyir.pad_to_multiple` for (..., H, W) arrays.
+    """numpy twin of :func:`anyir_edge.models.base.pad_to_multiple` for (..., H, W) arrays.
 
     Pads at the bottom, then at the right, up to ``multiple``: reflect padding, or edge
     replication for a side that is not longer than its pad (1- to 4-pixel sides with

@@ -1,0 +1,242 @@
+"""What every architecture provides: a configuration, a network, and a descriptor.
+
+An architecture is one folder under ``anyir_edge/models/`` whose package exports ``ARCH``
+(an :class:`Architecture`) and ``CONFIGS`` (its named configurations).  Everything outside
+the folder (checkpoints, export, runtime, bench, eval, train) reaches the network only
+through the descriptor and the :class:`RestorationNet` interface, never through its class.
+This plays the role of spandrel's ``Architecture`` / ``ImageModelDescriptor``.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .spectral import check_fft_mode
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot describe a network (bad type, range or combination)."""
+
+
+class NetConfig:
+    """Mixin for an architecture's frozen configuration dataclass.
+
+    Subclasses set ``arch`` (the architecture's name) and may override :meth:`validate`.
+    ``from_dict`` checks field names and types before anything is built, so metadata read
+    from a file can never make the constructor allocate an absurd network.
+    """
+
+    arch: ClassVar[str] = ""
+    #: upper bounds checked by :meth:`validate` (field name -> max), a guard against hostile metadata
+    LIMITS: ClassVar[dict[str, int]] = {}
+
+    @property
+    def size_multiple(self) -> int:
+        return 8
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def layout(self) -> dict:
+        """Width and depths for tables: ``width``, ``encoder`` (4 levels), ``decoder`` (levels
+        1-3), ``refine``."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "NetConfig":
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"a {cls.arch} config must be a mapping, not {type(d).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - set(fields)
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(sorted(map(str, unknown)))}")
+        kw = {}
+        for k, v in d.items():
+            default = fields[k].default
+            kw[k] = _coerce(k, v, default)
+        cfg = cls(**kw)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        for name, top in self.LIMITS.items():
+            vals = getattr(self, name)
+            if vals is None:
+                continue
+            for v in vals if isinstance(vals, tuple) else (vals,):
+                if not 0 <= v <= top:
+                    raise ConfigError(f"config field {name}={getattr(self, name)!r} is out of range (0..{top})")
+
+
+def _coerce(name: str, value, default):
+    """``value`` as the type of ``default`` (lists become tuples), or a :class:`ConfigError`."""
+    def bad():
+        return ConfigError(f"config field {name}={value!r}: expected {type(default).__name__}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    if isinstance(default, tuple) or default is None:
+        if value is None and default is None:
+            return None
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"config field {name}={value!r}: expected a list of integers")
+        if isinstance(default, tuple) and len(value) != len(default):
+            raise ConfigError(f"config field {name}={value!r}: expected {len(default)} integers")
+        return tuple(value)
+    return value
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad H and W at the bottom/right up to ``multiple``.
+
+    Reflect padding, as the networks need; a side shorter than or equal to its pad (for example
+    a 1-pixel or 3-pixel side with multiple 8) cannot be reflected, so that side is
+    edge-replicated instead.  Runtimes that pad outside the model must follow this rule
+    (``anyir_edge.runtime.image.pad_to_multiple`` is its numpy twin).
+    """
+    h, w = x.shape[-2], x.shape[-1]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph:
+        x = F.pad(x, (0, 0, 0, ph), mode="reflect" if ph < h else "replicate")
+    if pw:
+        x = F.pad(x, (0, pw, 0, 0), mode="reflect" if pw < w else "replicate")
+    return x
+
+
+class FrequencyPath(nn.Module):
+    """Base of every module with a switchable frequency path (``fft_mode``)."""
+
+    fft_mode: str = "fft"
+
+
+class RestorationNet(nn.Module):
+    """The interface every architecture's network implements.
+
+    ``forward`` takes (B, C, H, W) float images in [0, 1] of any H, W >= 1, pads them to the
+    size multiple (:func:`pad_to_multiple`), runs :meth:`forward_padded` and crops back, so
+    the output has the input's shape.  ``forward_padded`` is what an exported engine runs.
+    """
+
+    arch: ClassVar[str] = ""
+
+    def __init__(self, config: NetConfig, fft_mode: str = "fft", name: str | None = None):
+        super().__init__()
+        self.config = config
+        self.name = name
+        self._fft_mode = check_fft_mode(fft_mode)
+
+    @property
+    def size_multiple(self) -> int:
+        return self.config.size_multiple
+
+    @property
+    def in_channels(self) -> int:
+        return int(getattr(self.config, "in_channels", 3))
+
+    @property
+    def fft_mode(self) -> str:
+        return self._fft_mode
+
+    def set_fft_mode(self, mode: str) -> "RestorationNet":
+        """Switch every frequency path to ``mode`` ("fft", "fold" or "matmul")."""
+        self._fft_mode = check_fft_mode(mode)
+        for m in self.modules():
+            if isinstance(m, FrequencyPath):
+                m.fft_mode = mode
+        return self
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected a (B, {self.in_channels}, H, W) tensor, got shape {tuple(x.shape)}")
+        h, w = x.shape[-2], x.shape[-1]
+        if h < 1 or w < 1:
+            raise ValueError(f"image must be at least 1x1, got {h}x{w}")
+        out = self.forward_padded(pad_to_multiple(x, self.size_multiple))
+        return out[..., :h, :w]
+
+
+def _no_deploy(model: RestorationNet) -> RestorationNet:
+    return model
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Descriptor of one architecture: how to build, recognise, configure and deploy it.
+
+    * ``detect(state_dict)``: True when the keys are this architecture's (keyed on names no
+      other supported architecture has, so a Restormer checkpoint is not taken for AnyIR).
+    * ``infer_config(state_dict)``: the configuration, from tensor shapes and key counts only;
+      raises :class:`ConfigError` when the tensors describe no valid network.
+    * ``deploy(model)``: the same function in the form engines run fastest (exact rewrites;
+      the parity certificate compares the engine with the *original* model).  It receives a
+      copy it may modify and returns the network to trace.
+    """
+
+    name: str
+    title: str
+    config_cls: type
+    model_cls: type
+    detect: Callable[[Mapping[str, torch.Tensor]], bool]
+    infer_config: Callable[[Mapping[str, torch.Tensor]], Any]
+    deploy: Callable[[RestorationNet], RestorationNet] = _no_deploy
+    source: str = ""
+    licence: str = ""
+    #: how its frequency path may be exported; "linear" paths can be folded exactly
+    frequency: str = "linear"
+
+    def build(self, config, fft_mode: str = "fft", name: str | None = None) -> RestorationNet:
+        if not isinstance(config, self.config_cls):
+            raise ConfigError(f"{self.name} needs a {self.config_cls.__name__}, got {type(config).__name__}")
+        return self.model_cls(config, fft_mode=fft_mode, name=name)
+
+    def expected_shapes(self, config) -> dict[str, tuple[int, ...]]:
+        """Every state-dict key of ``config``'s network and its shape (built on the meta device)."""
+        with torch.device("meta"):
+            model = self.build(config)
+        return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+    def deploy_copy(self, model: RestorationNet) -> RestorationNet:
+        """A deploy-form copy of ``model`` (which is left untouched), in eval mode."""
+        return self.deploy(copy.deepcopy(model).eval())
+
+
+def block_count(sd: Mapping[str, torch.Tensor], prefix: str) -> int:
+    """How many consecutive numbered children ``prefix.0``, ``prefix.1``, ... the keys hold."""
+    idx = {int(k[len(prefix) + 1:].split(".", 1)[0]) for k in sd
+           if k.startswith(prefix + ".") and k[len(prefix) + 1:].split(".", 1)[0].isdigit()}
+    n = 0
+    while n in idx:
+        n += 1
+    if idx and n != len(idx):
+        raise ConfigError(f"{prefix}: block indices are not consecutive ({sorted(idx)[:6]}...)")
+    return n
+
+
+def shape_of(sd: Mapping[str, torch.Tensor], key: str) -> tuple[int, ...]:
+    if key not in sd:
+        raise ConfigError(f"missing key {key!r}")
+    return tuple(sd[key].shape)
