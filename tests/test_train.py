@@ -15,7 +15,8 @@ from anyir_edge.train.config import ConfigError, build_config
 from anyir_edge.train.data import IterationSampler, TrainDataset
 from anyir_edge.train.trainer import Trainer, lr_at
 
-MICRO = {"dim": 8, "enc_blocks": [1, 1, 1, 1], "dec_blocks": [1, 1, 1], "refine_blocks": 1}
+MICRO = {"dim": 8, "blocks": [1, 1, 1, 1], "refine_blocks": 1}
+MICRO_PAPER = {"dim": 8, "enc_blocks": [1, 1, 1, 1], "dec_blocks": [1, 1, 1], "refine_blocks": 1}
 
 
 @pytest.fixture
@@ -37,11 +38,11 @@ def data_root(tmp_path):
     return tmp_path / "data"
 
 
-def _cfg(data_root, out, **kw):
+def _cfg(data_root, out, model="anyir-tiny", **kw):
     cfg_yaml = out.parent / f"{out.name}.yaml"
     cfg_yaml.write_text(
-        "model: anyir-tiny\n"
-        f"model_overrides: {MICRO}\n"
+        f"model: {model}\n"
+        f"model_overrides: {MICRO_PAPER if model.startswith('anyir-paper') else MICRO}\n"
         f"data_root: {data_root}\n"
         "tasks:\n"
         "  - {name: noise, clean: [clean], degrade: noise, weight: 2}\n"
@@ -88,8 +89,12 @@ def test_config_base_file(tmp_path):
 
 def test_shipped_configs_parse():
     root = os.path.join(os.path.dirname(__file__), "..", "anyir_edge", "configs")
-    p1 = build_config(os.path.join(root, "anyir-tiny-cpu.yaml"))
-    p2 = build_config(os.path.join(root, "anyir-tiny-cpu-ft160.yaml"))
+    p1 = build_config(os.path.join(root, "anyir-paper-tiny-cpu.yaml"))
+    p2 = build_config(os.path.join(root, "anyir-paper-tiny-cpu-ft160.yaml"))
+    assert p1.model == p2.model == "anyir-paper-tiny"
+    student = build_config(os.path.join(root, "anyir-tiny-cpu.yaml"))  # the shipped anyir-tiny, distilled
+    assert (student.model, student.teacher, student.teacher_weight) == ("anyir-tiny", "anyir-paper-tiny", 1.0)
+    assert student.tasks == p1.tasks and student.val_tasks == p1.val_tasks and student.start_iteration == 0
     assert p2.start_iteration == p1.iterations and p2.tasks == p1.tasks and p2.val_tasks == p1.val_tasks
     assert lr_at(p2, p2.start_iteration + p2.warmup) == pytest.approx(p2.lr)
     assert p2.lr < p1.lr and p2.crop > p1.crop
@@ -166,7 +171,7 @@ def test_loss_decreases_and_resume_is_bit_exact(data_root, tmp_path):
 
     with safe_open(str(shipped), "pt") as f:
         assert f.metadata()["iteration"] == "12"
-        assert f.get_tensor("embed.weight").dtype == torch.float16
+        assert f.get_tensor("patch_embed.proj.weight").dtype == torch.float16
     m2 = load_model(shipped)
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
@@ -263,7 +268,7 @@ from anyir_edge.train.trainer import Trainer
 from anyir_edge.train.data import IterationSampler, TrainDataset
 from torch.utils.data import DataLoader
 torch.set_num_threads(1)
-t = Trainer(_cfg(Path({data!r}), Path({out!r}), iterations=1), progress=False)
+t = Trainer(_cfg(Path({data!r}), Path({out!r}), model="anyir-paper-tiny", iterations=1), progress=False)
 cfg = t.cfg
 s = IterationSampler(0, 1, cfg.batch_size, t.rank, t.world)
 lq, gt = next(iter(DataLoader(TrainDataset(cfg), batch_size=s.local, sampler=s)))
@@ -276,6 +281,9 @@ if dist.is_initialized(): dist.destroy_process_group()
 
 
 def test_ddp_gloo_matches_single_process(data_root, tmp_path):
+    """DDP's gradients equal one process's on the global batch (the paper layout: it has no
+    BatchNorm; the authors' layout's BatchNorm becomes SyncBatchNorm on CUDA, which torch does
+    not run on CPU, so on CPU each rank normalises with its own half of the batch)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     grads = {}
     for world in (1, 2):
@@ -293,3 +301,27 @@ def test_ddp_gloo_matches_single_process(data_root, tmp_path):
         grads[world] = torch.load(g)
     for k, v in grads[1].items():
         torch.testing.assert_close(grads[2][k], v, rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_distillation_adds_the_teachers_l1(data_root, tmp_path):
+    """loss = L1(pred, clean) + teacher_weight * L1(pred, teacher(degraded)); the teacher is frozen."""
+    import anyir_edge
+    import torch.nn.functional as F
+
+    from conftest import perturbed
+
+    teacher_path = tmp_path / "teacher.safetensors"
+    anyir_edge.save_model(perturbed("anyir-paper-tiny", dim=8, enc_blocks=(1, 1, 1, 1), dec_blocks=(1, 1, 1),
+                                    refine_blocks=1), teacher_path)
+    t = Trainer(_cfg(data_root, tmp_path / "d", teacher=str(teacher_path), teacher_weight=0.5), progress=False)
+    assert type(t.teacher).arch == "anyir-paper" and not any(p.requires_grad for p in t.teacher.parameters())
+    lq, gt = torch.rand(2, 3, 24, 24), torch.rand(2, 3, 24, 24)
+    model_state = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.model.train()
+    pred = t.model(lq)
+    with torch.no_grad():
+        expected = float(F.l1_loss(pred, gt) + 0.5 * F.l1_loss(pred, t.teacher(lq)))
+    t.model.load_state_dict(model_state)  # BatchNorm's running statistics moved: undo before the step
+    assert t.step(lq, gt) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ConfigError, match="teacher and teacher_weight"):
+        _cfg(data_root, tmp_path / "e", teacher=str(teacher_path))

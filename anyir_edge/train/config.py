@@ -66,6 +66,10 @@ class TrainConfig:
     warmup: int = 15_000
     grad_clip: float = 0.0
     fft_loss_weight: float = 0.0
+    # distillation: a trained model (shipped name or checkpoint, any architecture) whose output
+    # on the same degraded input is a second L1 target with this weight (0: no teacher)
+    teacher: str = ""
+    teacher_weight: float = 0.0
     ema_decay: float = 0.999
     amp: bool = True  # CUDA only
     seed: int = 0  # training samples (task, image, crop, degradation) per sample index
@@ -190,6 +194,8 @@ def build_config(path: str | os.PathLike | None, overrides: list[str] | None = N
     for name in ("crop", "batch_size", "iterations"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be >= 1")
+    if cfg.teacher_weight < 0 or bool(cfg.teacher) != (cfg.teacher_weight > 0):
+        raise ConfigError("teacher and teacher_weight > 0 go together (distillation from a trained model)")
     if not 0 <= cfg.start_iteration < cfg.iterations:
         raise ConfigError(f"start_iteration {cfg.start_iteration} must be >= 0 and below iterations {cfg.iterations}")
     return cfg

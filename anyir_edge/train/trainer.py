@@ -33,6 +33,8 @@ from .config import TrainConfig
 from .data import IterationSampler, TrainDataset, validation_set
 
 WARM_FORMAT = "anyir_edge.warm_start"
+# names of the paper-reading configurations before the authors' layout took "anyir"/"anyir-tiny"
+LEGACY_WARM_NAMES = {"anyir": "anyir-paper", "anyir-tiny": "anyir-paper-tiny"}
 
 
 def lr_at(cfg: TrainConfig, it: int) -> float:
@@ -87,6 +89,13 @@ class Trainer:
         self.ema.load_state_dict(self.model.state_dict())
         for p in self.ema.parameters():
             p.requires_grad_(False)
+        self.teacher = None
+        if cfg.teacher:
+            from ..models.checkpoint import load_model
+
+            self.teacher = load_model(cfg.teacher, fft_mode="fold", device=self.device)  # CheckpointError: one line
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
         self.use_amp = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
@@ -102,6 +111,11 @@ class Trainer:
         elif init_from is not None:
             self._load_warm_start(Path(init_from))
         self.net = self.model
+        if self.distributed and self.device.type == "cuda":
+            # the global batch's statistics, as one process would see them (SyncBatchNorm has no
+            # CPU kernels: on CPU each rank normalises its share of the batch)
+            self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.net = self.model
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
@@ -144,6 +158,7 @@ class Trainer:
                    for k, sd in (("model", self.model.state_dict()), ("ema", self.ema.state_dict()))
                    for n, v in sd.items()}
         meta = {WARM_FORMAT: "1", "iteration": str(self.iteration), "model": self.cfg.model,
+                "arch": type(self.model).arch,
                 "model_overrides": json.dumps(self.cfg.model_overrides, sort_keys=True)}
         with atomic_path(Path(path)) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
@@ -157,8 +172,11 @@ class Trainer:
         if WARM_FORMAT not in meta:
             raise AnyIRError(f"{path}: not a warm-start file (write one with anyir-train --export-warm-start)")
         want = (self.cfg.model, json.dumps(self.cfg.model_overrides, sort_keys=True))
-        if (meta.get("model"), meta.get("model_overrides")) != want:
-            raise AnyIRError(f"{path}: written for model {meta.get('model')} {meta.get('model_overrides')}, "
+        written_for = meta.get("model")
+        if "arch" not in meta:  # written before architectures were registered: our paper reading
+            written_for = LEGACY_WARM_NAMES.get(written_for, written_for)
+        if (written_for, meta.get("model_overrides")) != want:
+            raise AnyIRError(f"{path}: written for model {written_for} {meta.get('model_overrides')}, "
                              f"this config trains {want[0]} {want[1]}")
         try:
             for key, module in (("model", self.model), ("ema", self.ema)):
@@ -248,6 +266,10 @@ class Trainer:
         with torch.autocast(self.device.type, enabled=self.use_amp):
             pred = self.net(lq)
             loss = F.l1_loss(pred.float(), gt)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    target = self.teacher(lq).float()
+                loss = loss + cfg.teacher_weight * F.l1_loss(pred.float(), target)
             if cfg.fft_loss_weight:
                 loss = loss + cfg.fft_loss_weight * fft_loss(pred, gt)
         self.opt.zero_grad(set_to_none=True)
