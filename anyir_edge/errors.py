@@ -15,5 +15,17 @@ class CheckpointError(AnyIRError):
     """A model file that cannot be loaded (missing, truncated, not a checkpoint, wrong model)."""
 
 
+class ImageError(AnyIRError):
+    """An input image the runtime cannot restore (bad dtype/shape, NaN, too large, unreadable)."""
+
+
+class EngineError(AnyIRError):
+    """An engine that cannot be opened or run (missing file, wrong backend, missing package)."""
+
+
+class EngineWarning(UserWarning):
+    """An engine that runs but may not give the output it was certified for on this machine."""
+
+
 class NotImplementedYet(AnyIRError):
     """A command whose issue is not done yet."""

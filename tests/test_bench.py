@@ -16,8 +16,10 @@ def ckpt(tmp_path, tiny_model):
 
 
 def test_availability_reasons(monkeypatch):
-    real = B._has
-    monkeypatch.setattr(B, "_has", lambda m: False if m in ("openvino", "tensorrt") else real(m))
+    from anyir_edge.runtime.backends import base
+
+    real = base.missing_modules
+    monkeypatch.setattr(base, "missing_modules", lambda ms: [m for m in ms if m in ("openvino", "tensorrt")] or real(ms))
     assert "openvino not installed" in B.availability("openvino", "fp32")
     assert "tensorrt not installed" in B.availability("tensorrt", "fp32")
     assert B.availability("onnxruntime", "fp32") is None
@@ -56,7 +58,8 @@ def _settings(ckpt, tmp_path, **kw):
 
 @pytest.mark.parametrize("noise,expected", [(0.0, "ok"), (0.05, "parity failed")])
 def test_parity_is_computed_and_can_fail(ckpt, tmp_path, monkeypatch, noise, expected):
-    monkeypatch.setattr(B, "_has", lambda m: m != "tensorrt")
+    real = B._backends.is_available
+    monkeypatch.setattr(B._backends, "is_available", lambda n: "tensorrt not installed (here)" if n == "tensorrt" else real(n))
     bench = FakeBench(_settings(ckpt, tmp_path), progress=False)
     bench.noise = noise
     rows = {(r["backend"], r["size"]): r for r in bench.rows()}

@@ -20,8 +20,9 @@ from anyir_edge.cli import run
 from anyir_edge.export import PARITY_GATES_DB, ExportError, export, formats
 from anyir_edge.export import trt as T
 from anyir_edge.runtime import EngineError, Restorer
-from anyir_edge.runtime.backends import _ort_providers, backend_for
-from anyir_edge.runtime.trt_backend import profile_tiles, run_within_profile
+from anyir_edge.runtime.backends import backend_for
+from anyir_edge.runtime.backends.onnxruntime_backend import _ort_providers
+from anyir_edge.runtime.backends.tensorrt_backend import profile_tiles, run_within_profile
 
 
 def _have_trt_gpu():

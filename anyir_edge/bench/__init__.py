@@ -29,7 +29,9 @@ from ..errors import AnyIRError, first_line
 from ..fsutil import atomic_path
 from ..export import PARITY_GATES_DB, ParityError
 
-BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+from ..runtime import backends as _backends
+
+BACKENDS = tuple(_backends.names())  # the runtime's registry
 PRECISIONS = ("fp32", "fp16", "int8")
 STATUS = ("ok", "parity failed", "export failed", "run failed", "skipped")
 TASKS = {"denoise15": "cbsd68-15", "denoise25": "cbsd68-25", "denoise50": "cbsd68-50", "derain": "rain100l",
@@ -42,31 +44,17 @@ class BenchError(AnyIRError):
     pass
 
 
-def _has(module: str) -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def availability(backend: str, precision: str) -> str | None:
     """None when (backend, precision) can run here, else the reason it is skipped."""
     if backend not in BACKENDS:
         raise BenchError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
         raise BenchError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
-    if backend == "openvino" and not _has("openvino"):
-        return "openvino not installed (pip install anyir-edge[openvino])"
-    if backend == "tensorrt":
-        if not _has("tensorrt"):
-            return "tensorrt not installed (pip install anyir-edge[gpu] on an NVIDIA machine)"
-        import torch
-
-        if not torch.cuda.is_available():
-            return "no CUDA GPU"
-        return None if precision in ("fp32", "fp16") else "int8 needs a calibration folder (anyir-export --to trt --int8)"
+    why = _backends.is_available(backend)
+    if why:
+        return why
+    if backend == "tensorrt" and precision == "int8":
+        return "int8 needs a calibration folder (anyir-export --to trt --int8)"
     if backend == "torch" and precision != "fp32":
         return f"{precision} PyTorch is not benchmarked (the fp32 reference; reduced precision: onnxruntime/openvino)"
     return None

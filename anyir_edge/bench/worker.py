@@ -41,7 +41,7 @@ def measure(spec: dict) -> dict:
     import numpy as np
 
     from ..runtime import Restorer
-    from ..runtime.backends import TorchBackend
+    from ..runtime import backends
 
     base_rss = _current_rss_mb()
     threads = spec.get("threads")
@@ -50,7 +50,7 @@ def measure(spec: dict) -> dict:
 
         if threads:
             torch.set_num_threads(int(threads))
-        r = Restorer(TorchBackend(spec["artifact"], device=spec.get("device"), threads=threads,
+        r = Restorer(backends.get("torch")(spec["artifact"], device=spec.get("device"), threads=threads,
                                   fft_mode=spec.get("torch_fft", "fft")))
     else:
         r = Restorer.open(spec["artifact"], backend=spec["backend"], device=spec.get("device"), threads=threads)

@@ -26,9 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output folder (or file, for one input)")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
-                   help="shipped model name, checkpoint (.safetensors/.pth), .onnx or .xml (default: the shipped anyir-tiny)")
-    p.add_argument("--backend", default=None, choices=["torch", "onnxruntime", "ort", "openvino"],
-                   help="engine (default: from the model's suffix)")
+                   help="shipped model name, checkpoint (.safetensors/.pth/.ckpt), .onnx, .xml or .engine "
+                        "(default: the shipped anyir-tiny)")
+    from ..runtime import backends
+
+    p.add_argument("--backend", default=None, choices=backends.choices(),
+                   help=f"engine: {', '.join(backends.names())} (default: from the model's suffix)")
     p.add_argument("--device", default=None, help="torch: cpu/cuda; onnxruntime: auto/cpu/cuda/tensorrt; openvino: CPU/GPU")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
     p.add_argument("--tile", type=int, default=None, metavar="N",

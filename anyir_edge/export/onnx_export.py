@@ -18,11 +18,10 @@ from ..errors import first_line
 from ..models.checkpoint import weights_sha256
 from .formats import ExportError
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "restored"
-META_PREFIX = "anyir_edge."
-PAD_RULE = ("bottom/right to a multiple of size_multiple, rows first then columns; reflect, "
-            "edge-replicate a side not longer than its pad (anyir_edge.models.base.pad_to_multiple)")
+from .. import artifact
+from ..artifact import INPUT_NAME, OUTPUT_NAME, PAD_RULE  # noqa: F401  (re-exported: the contract's names)
+
+META_PREFIX = artifact.PREFIX
 # example input: batch 2 and H, W != each other and != 1 so no dimension is specialised
 SAMPLE_SHAPE = (2, 3, 64, 72)
 
@@ -40,25 +39,18 @@ def metadata(model, fft: str, exporter: str, opset: int, source: str | None) -> 
     from .. import __version__
 
     return {
-        META_PREFIX + "format": "1",
-        META_PREFIX + "name": model.name or type(model).arch,
-        META_PREFIX + "arch": type(model).arch,
-        META_PREFIX + "config": json.dumps(model.config.to_dict()),
-        META_PREFIX + "input": INPUT_NAME,
-        META_PREFIX + "output": OUTPUT_NAME,
-        META_PREFIX + "layout": "NCHW",
-        META_PREFIX + "color": "RGB",
-        META_PREFIX + "dtype": "float32",
-        META_PREFIX + "range": "0,1",
-        META_PREFIX + "size_multiple": str(model.size_multiple),
-        META_PREFIX + "pad": PAD_RULE,
-        META_PREFIX + "fft": fft,
-        META_PREFIX + "exporter": exporter,
-        META_PREFIX + "opset": str(opset),
-        META_PREFIX + "source": source or "",
-        META_PREFIX + "weights_sha256": weights_sha256(model),
-        META_PREFIX + "version": __version__,
-        META_PREFIX + "torch_version": torch.__version__.split("+")[0],
+        artifact.FORMAT: "1",
+        artifact.NAME: model.name or type(model).arch,
+        artifact.ARCH: type(model).arch,
+        artifact.CONFIG: json.dumps(model.config.to_dict()),
+        **artifact.describe_io(model.size_multiple),
+        artifact.FFT: fft,
+        artifact.EXPORTER: exporter,
+        artifact.OPSET: str(opset),
+        artifact.SOURCE: source or "",
+        artifact.WEIGHTS_SHA256: weights_sha256(model),
+        artifact.VERSION: __version__,
+        artifact.TORCH_VERSION: torch.__version__.split("+")[0],
     }
 
 
@@ -168,13 +160,11 @@ def finalize(path: str, meta: dict[str, str], do_simplify: bool = True, log=None
     tool = None
     if do_simplify:
         model, tool = simplify(model, log)
-    del model.metadata_props[:]
-    meta = {**meta, META_PREFIX + "simplifier": tool or "none"}
-    for k, v in meta.items():
-        model.metadata_props.add(key=k, value=v)
+    meta = {**meta, artifact.SIMPLIFIER: tool or "none"}
+    artifact.write_onnx(model, meta)
     model.producer_name = "anyir-edge"
-    model.doc_string = (f"image restoration ({meta.get(META_PREFIX + 'name')}, {meta.get(META_PREFIX + 'arch')}): input '{INPUT_NAME}' float32 "
-                        f"NCHW RGB [0,1], H and W multiples of {meta.get(META_PREFIX + 'size_multiple')}; "
+    model.doc_string = (f"image restoration ({meta.get(artifact.NAME)}, {meta.get(artifact.ARCH)}): input '{INPUT_NAME}' float32 "
+                        f"NCHW RGB [0,1], H and W multiples of {meta.get(artifact.SIZE_MULTIPLE)}; "
                         "output 'restored' same shape")
     onnx.checker.check_model(model)
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]

@@ -66,7 +66,7 @@ from .calibration import CALIB_MAX_IMAGES, CALIB_SIZE, calibration_samples, chec
 from .formats import ExportError
 from .onnx_export import quiet_logger
 
-META_PREFIX = "anyir_edge."
+from ..artifact import PREFIX as META_PREFIX
 PRECISIONS = ("fp32", "fp16", "int8")
 QUALITY_DROP_DB = {"fp16": 0.3, "int8": 1.0}   # max PSNR-vs-ground-truth drop against the PyTorch FP32 model
 QUALITY_SETS = ("cbsd68-25", "rain100l")
@@ -658,14 +658,14 @@ def quality_gate(engine_path, model, precision: str, data_root, sets=QUALITY_SET
     from ..errors import AnyIRError
     from ..eval import evaluate, resolve_sets
     from ..runtime import Restorer
-    from ..runtime.backends import TorchBackend
+    from ..runtime import backends
 
     limit_db = QUALITY_DROP_DB.get(precision, 0.0) if max_drop_db is None else float(max_drop_db)
     try:
         chosen = resolve_sets(list(sets))
     except AnyIRError as e:
         raise ExportError(str(e)) from None
-    ref = Restorer(TorchBackend(model, device="cpu", threads=threads, fft_mode="fold"), tile=0)
+    ref = Restorer(backends.get("torch")(model, device="cpu", threads=threads, fft_mode="fold"), tile=0)
     rows = {}
     with Restorer.open(str(engine_path), device="cpu", threads=threads, tile=0) as eng:
         for s in chosen:

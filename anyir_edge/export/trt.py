@@ -46,16 +46,17 @@ from typing import Iterable
 
 import numpy as np
 
+from .. import artifact
+from ..artifact import INPUT_NAME, OUTPUT_NAME, read_sidecar, sidecar_path  # noqa: F401  (the contract's)
 from ..fsutil import atomic_write
+from ..runtime.backends.tensorrt_backend import current_environment, engine_compatibility  # noqa: F401
 from .formats import ExportError
 
 OPS_TABLE = Path(__file__).resolve().parent / "data" / "trt_onnx_ops.json"
-INPUT_NAME = "image"
-OUTPUT_NAME = "restored"
 DEFAULT_OPT_HW = 512
 DEFAULT_MAX_HW = 1024
 DEFAULT_WORKSPACE_MB = 4096
-SIDECAR = ".trt.json"       # NAME.trt.json beside NAME.engine: build settings + environment + parity
+SIDECAR = artifact.SIDECAR_SUFFIX  # NAME.trt.json beside NAME.engine: build settings + environment + parity
 CALIB_CACHE = ".calib.cache"  # NAME.calib.cache: the INT8 calibration cache
 
 
@@ -544,53 +545,6 @@ def entropy_calibrator(trt, feeder: CalibrationFeeder, device: str = "cuda"):
 
 
 # ================================================================= environment
-def sidecar_path(engine_path) -> Path:
-    p = Path(engine_path)
-    return p.with_name(p.name[: -len(p.suffix)] + SIDECAR if p.suffix else p.name + SIDECAR)
-
-
-def current_environment(device_id: int = 0) -> dict:
-    """TensorRT version, GPU name and compute capability of this machine (None where absent)."""
-    env = {"tensorrt": None, "gpu": None, "compute_capability": None, "cuda": None}
-    try:
-        import tensorrt
-
-        env["tensorrt"] = tensorrt.__version__
-    except Exception:
-        pass
-    try:
-        import torch
-
-        env["cuda"] = torch.version.cuda
-        if torch.cuda.is_available():
-            env["gpu"] = torch.cuda.get_device_name(device_id)
-            env["compute_capability"] = "%d.%d" % torch.cuda.get_device_capability(device_id)
-    except Exception:
-        pass
-    return env
-
-
-def engine_compatibility(built: dict, env: dict) -> list[str]:
-    """Reasons an engine built in ``built`` (its sidecar's "environment") cannot run in ``env``.
-
-    TensorRT engines are tied to the TensorRT version and to the GPU model they were built on
-    (unless built version- or hardware-compatible, which this toolkit does not do)."""
-    out = []
-    if not env.get("tensorrt"):
-        out.append("TensorRT is not installed here (pip install anyir-edge[gpu] on a machine with an NVIDIA GPU)")
-    elif built.get("tensorrt") != env.get("tensorrt"):
-        out.append(f"built with TensorRT {built.get('tensorrt')}, this machine has TensorRT {env.get('tensorrt')}")
-    if not env.get("gpu"):
-        out.append("no CUDA GPU visible to torch here")
-    else:
-        if built.get("gpu") != env.get("gpu"):
-            out.append(f"built on {built.get('gpu')}, this machine has {env.get('gpu')}")
-        if built.get("compute_capability") != env.get("compute_capability"):
-            out.append(f"built for compute capability {built.get('compute_capability')}, "
-                       f"this GPU is {env.get('compute_capability')}")
-    return out
-
-
 def missing_requirements() -> list[str]:
     """What is missing on this machine for a TensorRT build ([] when TensorRT and a GPU are there)."""
     env = current_environment()
@@ -715,31 +669,10 @@ def build_engine(onnx_path, engine_path, settings: TrtSettings, log=None, typed:
 
 
 def write_sidecar(engine_path, settings: TrtSettings, build: dict, metadata: dict, parity: dict | None = None) -> Path:
-    """NAME.trt.json: build settings, TensorRT version, GPU, the model metadata and parity."""
-    env = current_environment(settings.device_id)
-    doc = {
-        "format": "anyir-edge tensorrt engine",
-        "engine": Path(engine_path).name,
-        "settings": settings.to_dict(),
-        "build": build,
-        "environment": env,
-        "metadata": metadata,
-        "parity": parity,
-    }
-    return atomic_write(sidecar_path(engine_path), (json.dumps(doc, indent=2) + "\n").encode())
-
-
-def read_sidecar(engine_path) -> dict:
-    from ..runtime.errors import EngineError
-
-    p = sidecar_path(engine_path)
-    if not p.is_file():
-        raise EngineError(f"{engine_path}: no {p.name} beside it (written by anyir-export --to trt; it records the "
-                          "TensorRT version, GPU and model metadata the engine needs)")
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise EngineError(f"{p}: unreadable ({type(e).__name__})") from None
+    """NAME.trt.json (:func:`anyir_edge.artifact.write_sidecar`): build settings, TensorRT version,
+    GPU, the model metadata and parity."""
+    return artifact.write_sidecar(engine_path, settings.to_dict(), build, current_environment(settings.device_id),
+                                  metadata, parity)
 
 
 # ================================================================ orchestration

@@ -25,16 +25,18 @@ from pathlib import Path
 
 import torch
 
+from .. import artifact
 from ..errors import CheckpointError
 from ..fsutil import atomic_path
 from . import (ARCHITECTURES, CONFIGS, Architecture, ConfigError, NetConfig, RestorationNet, detect_architecture,
                get_architecture, get_config)
 
 FORMAT_VERSION = "1"
-META_FORMAT = "anyir_edge.format"
-META_CONFIG = "anyir_edge.config"
-META_NAME = "anyir_edge.name"
-META_ARCH = "anyir_edge.arch"
+# a checkpoint's safetensors metadata uses the engine contract's keys (anyir_edge.artifact)
+META_FORMAT = artifact.FORMAT
+META_CONFIG = artifact.CONFIG
+META_NAME = artifact.NAME
+META_ARCH = artifact.ARCH
 #: files written before architectures were registered carry a config but no architecture
 LEGACY_ARCH = "anyir-paper"
 TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
@@ -81,7 +83,7 @@ def save_model(model: RestorationNet, path: str | os.PathLike, half: bool = Fals
         meta[META_NAME] = model.name
     from .. import __version__
 
-    meta["anyir_edge.version"] = __version__
+    meta[artifact.VERSION] = __version__
     meta.update({k: str(v) for k, v in (metadata or {}).items()})
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)

@@ -19,18 +19,27 @@ import os
 
 import numpy as np
 
-from .backends import (BACKENDS, Backend, OnnxRuntimeBackend, OpenVINOBackend, TorchBackend, backend_for,
-                       check_suffix, physical_cores)
+from . import backends
+from .backends import Backend, physical_cores
 from .errors import EngineError, EngineWarning, ImageError
-from .image import auto_tile, finish, pad_to_multiple, prepare, ramp_weights, tile_starts
+from .image import auto_tile, blend_tiles, finish, pad_to_multiple, prepare, tile_starts
 
 DEFAULT_OVERLAP = 32
 DEFAULT_MEMORY_LIMIT = int(float(os.environ.get("ANYIR_MEMORY_LIMIT_MB", "1024")) * 2**20)
 
 __all__ = [
     "Backend", "EngineError", "EngineWarning", "ImageError", "OnnxRuntimeBackend", "OpenVINOBackend", "Restorer",
-    "TorchBackend", "pad_to_multiple", "physical_cores",
+    "TorchBackend", "backends", "pad_to_multiple", "physical_cores",
 ]
+_BACKEND_CLASSES = {"TorchBackend": "torch", "OnnxRuntimeBackend": "onnxruntime", "OpenVINOBackend": "openvino",
+                    "TensorRTBackend": "tensorrt"}
+
+
+def __getattr__(name: str):
+    """The backend classes by their class names, imported on first use (see :mod:`.backends`)."""
+    if name in _BACKEND_CLASSES:
+        return backends.get(_BACKEND_CLASSES[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Restorer:
@@ -57,28 +66,15 @@ class Restorer:
     @classmethod
     def open(cls, path_or_name, backend: str | None = None, device: str | None = None,
              threads: int | None = None, **kwargs) -> "Restorer":
-        """Open a model: ``.onnx`` -> onnxruntime, ``.xml`` -> OpenVINO, a checkpoint
-        (``.safetensors``/``.pth``) or a shipped model name -> PyTorch; ``backend`` overrides.
-        ``kwargs`` go to the constructor (tile, overlap, memory_limit)."""
-        if not isinstance(path_or_name, (str, os.PathLike)):  # an in-memory model (torch is loaded already)
-            from ..models import RestorationNet
-
-            if not isinstance(path_or_name, RestorationNet):
-                raise EngineError(f"expected a model path, shipped name or model, got {type(path_or_name).__name__}")
-            if backend not in (None, "torch", "pytorch"):
+        """Open a model with the backend its suffix names (:mod:`.backends`: ``.onnx`` ->
+        onnxruntime, ``.xml`` -> OpenVINO, ``.engine`` -> TensorRT, a checkpoint or a shipped model
+        name -> PyTorch); ``backend`` overrides.  ``kwargs`` go to the constructor (tile, overlap,
+        memory_limit)."""
+        if not isinstance(path_or_name, (str, os.PathLike)):  # an in-memory model: the torch backend checks it
+            if backend is not None and backends.canonical(backend) != "torch":
                 raise EngineError("an in-memory model runs on the torch backend only")
-            return cls(TorchBackend(path_or_name, device=device, threads=threads), **kwargs)
-        key = str(path_or_name)
-        kind = backend_for(key, backend)
-        check_suffix(key, kind)
-        if kind == "onnxruntime":
-            eng = OnnxRuntimeBackend(key, device=device, threads=threads)
-        elif kind == "openvino":
-            eng = OpenVINOBackend(key, device=device, threads=threads)
-        elif kind == "tensorrt":
-            eng = BACKENDS["tensorrt"](key, device=device, threads=threads)
-        else:
-            eng = TorchBackend(key, device=device, threads=threads)
+            return cls(backends.get("torch")(path_or_name, device=device, threads=threads), **kwargs)
+        eng = backends.open_backend(str(path_or_name), backend, device=device, threads=threads)
         return cls(eng, **kwargs)
 
     @property
@@ -159,20 +155,9 @@ class Restorer:
 
     def _tiled(self, rgb: np.ndarray, tile: int, overlap: int) -> np.ndarray:
         _, h, w = rgb.shape
-        out = np.zeros((3, h, w), np.float32)
-        wsum = np.zeros((h, w), np.float32)
         th, tw = min(tile, h), min(tile, w)
-        for y0 in tile_starts(h, tile, overlap):
-            wy = ramp_weights(y0, th, h, overlap)
-            for x0 in tile_starts(w, tile, overlap):
-                wx = ramp_weights(x0, tw, w, overlap)
-                patch = rgb[None, :, y0:y0 + th, x0:x0 + tw]
-                res = self.forward(np.ascontiguousarray(patch))[0]
-                wt = wy[:, None] * wx[None, :]
-                out[:, y0:y0 + th, x0:x0 + tw] += res * wt
-                wsum[y0:y0 + th, x0:x0 + tw] += wt
-        out /= wsum
-        return out
+        tiles = [(y0, x0, th, tw) for y0 in tile_starts(h, tile, overlap) for x0 in tile_starts(w, tile, overlap)]
+        return blend_tiles(rgb[None], tiles, overlap, self.forward)[0]
 
 
 def open(path_or_name, **kwargs) -> Restorer:  # noqa: A001 - mirrors Restorer.open

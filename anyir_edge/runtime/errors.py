@@ -1,16 +1,9 @@
-"""Runtime errors: one-line messages (the command-line tools print them without a traceback)."""
+"""Runtime errors: one-line messages (the command-line tools print them without a traceback).
+
+Defined in :mod:`anyir_edge.errors` (the engine-file contract, :mod:`anyir_edge.artifact`,
+raises them too); importable from here."""
 from __future__ import annotations
 
-from ..errors import AnyIRError
+from ..errors import EngineError, EngineWarning, ImageError
 
-
-class ImageError(AnyIRError):
-    """An input image the runtime cannot restore (bad dtype/shape, NaN, too large, unreadable)."""
-
-
-class EngineError(AnyIRError):
-    """An engine that cannot be opened or run (missing file, wrong backend, missing package)."""
-
-
-class EngineWarning(UserWarning):
-    """An engine that runs but may not give the output it was certified for on this machine."""
+__all__ = ["EngineError", "EngineWarning", "ImageError"]

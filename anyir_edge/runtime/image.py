@@ -127,6 +127,21 @@ def ramp_weights(start: int, length: int, n: int, overlap: int) -> np.ndarray:
     return w
 
 
+def blend_tiles(x: np.ndarray, tiles, overlap: int, run) -> np.ndarray:
+    """Run ``run`` on each (y0, x0, th, tw) tile of (N, C, H, W) ``x`` and blend the results with
+    :func:`ramp_weights` over ``overlap`` (the weights sum to 1 everywhere the tiles cover)."""
+    n, c, h, w = x.shape
+    out = np.zeros((n, c, h, w), np.float32)
+    wsum = np.zeros((h, w), np.float32)
+    for y0, x0, th, tw in tiles:
+        res = run(np.ascontiguousarray(x[:, :, y0:y0 + th, x0:x0 + tw]))
+        wt = ramp_weights(y0, th, h, overlap)[:, None] * ramp_weights(x0, tw, w, overlap)[None, :]
+        out[:, :, y0:y0 + th, x0:x0 + tw] += res * wt
+        wsum[y0:y0 + th, x0:x0 + tw] += wt
+    out /= wsum
+    return out
+
+
 def auto_tile(pixels: int, bytes_per_pixel: float, budget: int, multiple: int, overlap: int) -> int:
     """Largest square tile (a multiple of ``multiple``) whose activations fit in ``budget``."""
     side = int(math.sqrt(max(budget, 1) / bytes_per_pixel)) // multiple * multiple

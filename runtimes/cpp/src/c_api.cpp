@@ -7,6 +7,7 @@
 
 #include "anyir/anyir.h"
 #include "anyir/restorer.hpp"
+#include "metadata_keys.hpp"
 
 struct anyir_restorer {
   anyir::Restorer r;
@@ -96,7 +97,7 @@ int anyir_metadata(const anyir_restorer* r, const char* key, char* buf, size_t b
   bool present = !v.empty();
   if (!present) {
     for (const auto& k : r->r.metadata_keys())
-      if (k == key || k == std::string("anyir_edge.") + key) present = true;
+      if (k == key || k == std::string(anyir::detail::keys::kPrefix) + key) present = true;
   }
   if (!present) return -1;
   if (buf && buf_size) {

@@ -10,11 +10,12 @@
 #include <vector>
 
 #include "anyir/restorer.hpp"
+#include "metadata_keys.hpp"
 
 namespace anyir {
 namespace detail {
 
-constexpr const char* kMetaPrefix = "anyir_edge.";
+constexpr const char* kMetaPrefix = keys::kPrefix;
 
 [[noreturn]] void fail(ErrorCode code, const std::string& message);
 

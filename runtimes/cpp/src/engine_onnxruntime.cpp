@@ -72,7 +72,7 @@ class OrtEngine final : public Engine {
       fail(ErrorCode::Model, path_ + ": cannot read its metadata (" + first_line(e.what()) + ")");
     }
     check_signature(alloc);
-    if (metadata.count("anyir_edge.fft") && metadata["anyir_edge.fft"] == "dft" && !providers_.empty() &&
+    if (metadata.count(keys::kFft) && metadata[keys::kFft] == "dft" && !providers_.empty() &&
         providers_.front() != "CPU")
       fail(ErrorCode::Model, path_ + ": this ONNX model keeps DFT ops (--fft dft), which the CUDA/TensorRT providers "
                                      "cannot run; export with --fft fold for GPUs");

@@ -94,8 +94,8 @@ class OvEngine final : public Engine {
     } catch (const std::exception&) {
     }
     if (metadata.empty()) {  // the ONNX frontend's copy of metadata_props
-      for (const char* s : {"name", "config", "size_multiple", "fft", "version", "layout"}) {
-        const std::string key = std::string(kMetaPrefix) + s;
+      for (const char* k : keys::kRuntimeKeys) {
+        const std::string key = k;
         try {
           if (model.has_rt_info(std::vector<std::string>{"framework", key}))
             metadata[key] = model.get_rt_info<std::string>(std::vector<std::string>{"framework", key});

@@ -139,6 +139,7 @@ static std::string stem_of(const std::string& path) {
 }  // namespace detail
 
 using detail::fail;
+namespace keys = detail::keys;
 
 struct Restorer::Impl {
   std::unique_ptr<detail::Engine> engine;
@@ -311,10 +312,10 @@ Restorer::Restorer(const std::string& model_path, const Options& options) : impl
     default:
       fail(ErrorCode::InvalidArgument, "unknown backend");
   }
-  const std::string layout = d.meta("anyir_edge.layout");
+  const std::string layout = d.meta(keys::kLayout);
   if (!layout.empty() && layout != "NCHW")
     fail(ErrorCode::Model, model_path + ": model layout " + layout + " is not supported (expected NCHW)");
-  const std::string sm = d.meta("anyir_edge.size_multiple");
+  const std::string sm = d.meta(keys::kSizeMultiple);
   d.multiple = 8;
   if (!sm.empty()) {
     char* end = nullptr;
@@ -324,7 +325,7 @@ Restorer::Restorer(const std::string& model_path, const Options& options) : impl
     d.multiple = static_cast<int>(v);
   }
   d.path = model_path;
-  d.name = d.meta("anyir_edge.name");
+  d.name = d.meta(keys::kName);
   if (d.name.empty()) d.name = detail::stem_of(model_path);
   d.tile = options.tile;
   d.overlap = options.overlap;
@@ -336,7 +337,7 @@ Restorer::Restorer(const std::string& model_path, const Options& options) : impl
   d.memory_limit = static_cast<long long>(mb * 1048576.0);
   if (d.memory_limit <= 0) d.memory_limit = static_cast<long long>(1024.0 * 1048576.0);
   d.bytes_per_pixel =
-      d.engine->bytes_per_pixel_per_dim() * detail::config_number(d.meta("anyir_edge.config"), "dim", 32.0);
+      d.engine->bytes_per_pixel_per_dim() * detail::config_number(d.meta(keys::kConfig), "dim", 32.0);
 }
 
 Restorer::~Restorer() = default;

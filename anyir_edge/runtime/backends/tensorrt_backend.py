@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import Backend
-from .errors import EngineError
-from .image import ramp_weights, tile_starts
+from ... import artifact
+from ...errors import EngineError
+from ..image import blend_tiles, tile_starts
+from .base import Backend
 
 DEFAULT_PROFILE_OVERLAP = 32
 
@@ -57,16 +58,51 @@ def run_within_profile(x: np.ndarray, run_one, min_shape, max_shape, overlap: in
         return run_within_profile(padded, run_one, min_shape, max_shape, overlap, where)[:n]
     if h <= max_h and w <= max_w:
         return run_one(np.ascontiguousarray(x))
-    out = np.zeros_like(x, dtype=np.float32)
-    wsum = np.zeros((h, w), np.float32)
     tiles = profile_tiles(h, w, max_h, max_w, overlap)
     ov = max(0, min(int(overlap), tiles[0][2] // 4, tiles[0][3] // 4))
-    for y0, x0, th, tw in tiles:
-        res = run_one(np.ascontiguousarray(x[:, :, y0:y0 + th, x0:x0 + tw]))
-        wt = ramp_weights(y0, th, h, ov)[:, None] * ramp_weights(x0, tw, w, ov)[None, :]
-        out[:, :, y0:y0 + th, x0:x0 + tw] += res * wt
-        wsum[y0:y0 + th, x0:x0 + tw] += wt
-    return out / wsum
+    return blend_tiles(x, tiles, ov, run_one)
+
+
+def current_environment(device_id: int = 0) -> dict:
+    """TensorRT version, GPU name and compute capability of this machine (None where absent)."""
+    env = {"tensorrt": None, "gpu": None, "compute_capability": None, "cuda": None}
+    try:
+        import tensorrt
+
+        env["tensorrt"] = tensorrt.__version__
+    except Exception:
+        pass
+    try:
+        import torch
+
+        env["cuda"] = torch.version.cuda
+        if torch.cuda.is_available():
+            env["gpu"] = torch.cuda.get_device_name(device_id)
+            env["compute_capability"] = "%d.%d" % torch.cuda.get_device_capability(device_id)
+    except Exception:
+        pass
+    return env
+
+
+def engine_compatibility(built: dict, env: dict) -> list[str]:
+    """Reasons an engine built in ``built`` (its sidecar's "environment") cannot run in ``env``.
+
+    TensorRT engines are tied to the TensorRT version and to the GPU model they were built on
+    (unless built version- or hardware-compatible, which this toolkit does not do)."""
+    out = []
+    if not env.get("tensorrt"):
+        out.append("TensorRT is not installed here (pip install anyir-edge[gpu] on a machine with an NVIDIA GPU)")
+    elif built.get("tensorrt") != env.get("tensorrt"):
+        out.append(f"built with TensorRT {built.get('tensorrt')}, this machine has TensorRT {env.get('tensorrt')}")
+    if not env.get("gpu"):
+        out.append("no CUDA GPU visible to torch here")
+    else:
+        if built.get("gpu") != env.get("gpu"):
+            out.append(f"built on {built.get('gpu')}, this machine has {env.get('gpu')}")
+        if built.get("compute_capability") != env.get("compute_capability"):
+            out.append(f"built for compute capability {built.get('compute_capability')}, "
+                       f"this GPU is {env.get('compute_capability')}")
+    return out
 
 
 def _cuda_index(device: str | None) -> int:
@@ -85,16 +121,26 @@ class TensorRTBackend(Backend):
     """A TensorRT engine on one CUDA device (needs ``tensorrt`` 10.x and a CUDA build of torch)."""
 
     kind = "tensorrt"
+    aliases = ("trt", "engine")
+    suffixes = (".engine", ".plan")
+    export_target = "trt"
+    requires = ("tensorrt", "torch")
+    install = "pip install anyir-edge[gpu] on a machine with an NVIDIA GPU"
     bytes_per_pixel_per_dim = 95.0  # not measured on a GPU: onnxruntime's figure
+
+    @classmethod
+    def is_available(cls) -> str | None:
+        why = super().is_available()
+        if why is None and not current_environment()["gpu"]:
+            why = "no CUDA GPU visible to torch"
+        return why
 
     def __init__(self, path: str, device: str | None = None, threads: int | None = None,
                  overlap: int = DEFAULT_PROFILE_OVERLAP):
-        from ..export.trt import current_environment, engine_compatibility, read_sidecar
-
         path = str(path)
         if not Path(path).is_file():
             raise EngineError(f"{path}: no such TensorRT engine file")
-        side = read_sidecar(path)
+        side = artifact.read_sidecar(path)
         idx = _cuda_index(device)
         try:
             import tensorrt as trt
@@ -160,3 +206,6 @@ class TensorRTBackend(Backend):
     def describe(self) -> str:
         name = self._torch.cuda.get_device_name(self.device)
         return f"tensorrt {self.trt_version} ({self.precision}, {name})"
+
+
+BACKEND = TensorRTBackend

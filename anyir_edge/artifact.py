@@ -1,0 +1,158 @@
+"""The engine-file contract: what every exported engine carries, and how it is written and read.
+
+This module is its one owner.  The exporter writes through it, the Python runtime reads
+through it, and the C++ runtime reads the same keys (``runtimes/cpp/src/metadata_keys.hpp``;
+``tests/test_cpp_runtime.py`` fails when the two lists differ).  It imports neither torch nor
+the exporter, so an app that only runs engines never loads them.
+
+An engine is a graph with one input ``image`` and one output ``restored``: float32 NCHW RGB
+in [0, 1], H and W multiples of ``size_multiple`` (the runtime pads with :data:`PAD_RULE` and
+crops back).  Its metadata are string pairs ``anyir_edge.<key>``, stored
+
+* in ONNX as ``metadata_props``;
+* in an OpenVINO IR as ``rt_info`` under the section ``anyir_edge`` (keys without the prefix);
+  an IR converted without that section keeps the ONNX frontend's copy under ``framework``;
+* for TensorRT in the sidecar ``NAME.trt.json`` beside ``NAME.engine`` (its ``metadata``
+  object), because a serialized engine holds no user metadata.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import EngineError
+
+PREFIX = "anyir_edge."
+INPUT_NAME = "image"
+OUTPUT_NAME = "restored"
+
+
+def key(short: str) -> str:
+    """``"size_multiple"`` -> ``"anyir_edge.size_multiple"``."""
+    return PREFIX + short
+
+
+# the keys (full names)
+FORMAT = key("format")
+NAME = key("name")
+ARCH = key("arch")
+CONFIG = key("config")
+INPUT = key("input")
+OUTPUT = key("output")
+LAYOUT = key("layout")
+COLOR = key("color")
+DTYPE = key("dtype")
+RANGE = key("range")
+SIZE_MULTIPLE = key("size_multiple")
+PAD = key("pad")
+FFT = key("fft")
+EXPORTER = key("exporter")
+OPSET = key("opset")
+SOURCE = key("source")
+WEIGHTS_SHA256 = key("weights_sha256")
+VERSION = key("version")
+TORCH_VERSION = key("torch_version")
+SIMPLIFIER = key("simplifier")
+PRECISION = key("precision")
+INT8_WEIGHT_BITS = key("int8_weight_bits")
+
+#: what a runtime reads to run an engine; the C++ runtime reads exactly these
+#: (``runtimes/cpp/src/metadata_keys.hpp``) and both fall back to them for an IR without its section
+RUNTIME_KEYS = (NAME, ARCH, CONFIG, LAYOUT, SIZE_MULTIPLE, FFT, PRECISION, INT8_WEIGHT_BITS, VERSION)
+
+PAD_RULE = ("bottom/right to a multiple of size_multiple, rows first then columns; reflect, "
+            "edge-replicate a side not longer than its pad (anyir_edge.models.base.pad_to_multiple)")
+
+
+def describe_io(size_multiple: int | str) -> dict[str, str]:
+    """The tensor part of the contract, as metadata."""
+    return {INPUT: INPUT_NAME, OUTPUT: OUTPUT_NAME, LAYOUT: "NCHW", COLOR: "RGB", DTYPE: "float32",
+            RANGE: "0,1", SIZE_MULTIPLE: str(size_multiple), PAD: PAD_RULE}
+
+
+# ----------------------------------------------------------------------- ONNX
+def read_onnx(path) -> dict[str, str]:
+    """The metadata of an ONNX file (without loading external weight data)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise EngineError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def write_onnx(model, meta: dict[str, str]) -> None:
+    """Replace an ``onnx.ModelProto``'s metadata with ``meta`` (in memory)."""
+    del model.metadata_props[:]
+    for k, v in meta.items():
+        model.metadata_props.add(key=k, value=str(v))
+
+
+# ------------------------------------------------------------------- OpenVINO
+RT_SECTION = "anyir_edge"
+
+
+def write_openvino(model, meta: dict[str, str]) -> None:
+    """Store ``meta`` in an ``openvino.Model``'s rt_info section (in memory)."""
+    for k, v in meta.items():
+        short = k[len(PREFIX):] if k.startswith(PREFIX) else k
+        model.set_rt_info(str(v), [RT_SECTION, short])
+
+
+def read_openvino(model) -> dict[str, str]:
+    """The metadata of an ``openvino.Model`` read with ``Core.read_model``."""
+    out = {}
+    try:
+        section = model.get_rt_info()[RT_SECTION]
+        if hasattr(section, "astype"):
+            section = section.astype(dict)
+        keys = list(section.keys())
+    except Exception:
+        keys = []
+    for short in keys:
+        try:
+            out[PREFIX + short] = model.get_rt_info([RT_SECTION, short]).astype(str)
+        except Exception:
+            pass
+    if not out:  # the ONNX frontend's copy of metadata_props
+        for k in RUNTIME_KEYS:
+            try:
+                if model.has_rt_info(["framework", k]):
+                    out[k] = model.get_rt_info(["framework", k]).astype(str)
+            except Exception:
+                pass
+    return out
+
+
+# ------------------------------------------------------------ TensorRT sidecar
+SIDECAR_SUFFIX = ".trt.json"
+SIDECAR_FORMAT = "anyir-edge tensorrt engine"
+
+
+def sidecar_path(engine_path) -> Path:
+    """NAME.trt.json beside NAME.engine / NAME.plan."""
+    p = Path(engine_path)
+    return p.with_name(p.name[: -len(p.suffix)] + SIDECAR_SUFFIX if p.suffix else p.name + SIDECAR_SUFFIX)
+
+
+def write_sidecar(engine_path, settings: dict, build: dict, environment: dict, metadata: dict,
+                  parity: dict | None = None) -> Path:
+    """Write NAME.trt.json (atomically): build settings, TensorRT build report, the environment
+    the engine was built in, the model metadata and, once verified, its parity."""
+    from .fsutil import atomic_write
+
+    doc = {"format": SIDECAR_FORMAT, "engine": Path(engine_path).name, "settings": settings, "build": build,
+           "environment": environment, "metadata": metadata, "parity": parity}
+    return atomic_write(sidecar_path(engine_path), (json.dumps(doc, indent=2) + "\n").encode())
+
+
+def read_sidecar(engine_path) -> dict:
+    p = sidecar_path(engine_path)
+    if not p.is_file():
+        raise EngineError(f"{engine_path}: no {p.name} beside it (written by anyir-export --to trt; it records the "
+                          "TensorRT version, GPU and model metadata the engine needs)")
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise EngineError(f"{p}: unreadable ({type(e).__name__})") from None
