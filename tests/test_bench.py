@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import anyir_edge.bench as B
+from anyir_edge.cli.bench import main as B_main
 from anyir_edge import save_model
 from anyir_edge.models.complexity import count_macs, count_params
 
@@ -145,3 +146,27 @@ def test_bench_engines_pass_the_exporters_own_gate(ckpt, tmp_path, monkeypatch):
     assert "inputs" not in seen and seen["int8"] is True  # the exporter's default inputs, as anyir-export uses
     assert {r["status"] for r in rows} == {"export failed"}
     assert rows[0]["reason"] == "parity 25.00 dB is below the 35 dB gate: engine rejected"  # no temporary path
+
+
+def test_several_configurations_with_random_weights_in_one_table(tmp_path, capsys):
+    """anyir-bench --models a,b --random-weights: configurations without shipped weights side by
+    side (the cost table of issue #18), one row per model, a model column, real counts."""
+    import json
+
+    from anyir_edge.cli import run
+    from anyir_edge.models import create
+    from anyir_edge.models.complexity import count_params
+
+    out = tmp_path / "b.json"
+    rc = run("anyir-bench", B_main, ["--models", "anyir-tiny,anyir-paper-tiny", "--random-weights", "--size", "16",
+                                     "--backends", "torch", "--runs", "1", "--warmup", "0", "--threads", "1",
+                                     "--no-progress", "--json", str(out)])
+    table = capsys.readouterr().out
+    assert rc == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["model"], r["status"]) for r in rows] == [("anyir-tiny", "ok"), ("anyir-paper-tiny", "ok")]
+    assert [r["params"] for r in rows] == [count_params(create("anyir-tiny")), count_params(create("anyir-paper-tiny"))]
+    assert table.splitlines()[0].startswith("| model | backend |")
+    assert run("anyir-bench", B_main, ["--models", "anyir-tyni", "--random-weights", "--no-progress"]) == 1
+    assert "did you mean 'anyir-tiny'" in capsys.readouterr().err
+

@@ -36,7 +36,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 STATUS = ("ok", "parity failed", "export failed", "run failed", "skipped")
 TASKS = {"denoise15": "cbsd68-15", "denoise25": "cbsd68-25", "denoise50": "cbsd68-50", "derain": "rain100l",
          "dehaze": "haze-synth", "lowlight": "lowlight-synth", "deblur": "blur-synth"}
-ROW_FIELDS = ("backend", "precision", "size", "status", "reason", "artifact_mb", "params", "macs", "latency_ms",
+ROW_FIELDS = ("model", "backend", "precision", "size", "status", "reason", "artifact_mb", "params", "macs", "latency_ms",
               "megapixels_per_s", "peak_rss_mb", "parity_psnr_db", "parity_max_abs", "quality", "engine")
 
 
@@ -121,6 +121,9 @@ class Settings:
     limit: int | None = None
     workdir: str | None = None
     timeout: int = 1800
+    # a configuration name benchmarked with random weights (cost and speed of configurations that
+    # ship no weights; parity is still engine against reference)
+    random_weights: bool = False
 
 
 def _run_worker(spec: dict, workdir: Path, timeout: int) -> dict:
@@ -141,6 +144,23 @@ def _run_worker(spec: dict, workdir: Path, timeout: int) -> dict:
     return {"error": f"worker crashed: {tail[:200]}"}
 
 
+def random_model(name: str, seed: int = 0):
+    """Configuration ``name`` with random weights pushed away from the near-identity initialisation."""
+    import torch
+
+    from ..models import create
+
+    try:
+        m = create(name, fft_mode="fft")
+    except ValueError as e:
+        raise BenchError(f"--random-weights: {e}") from None
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    return m.eval()
+
+
 class Bench:
     """Runs the grid; ``artifact_for`` and ``run`` can be replaced (tests, other engines)."""
 
@@ -153,14 +173,14 @@ class Bench:
         self.workdir.mkdir(parents=True, exist_ok=True)
         from ..models.checkpoint import load_model
 
-        self.model = load_model(settings.model, fft_mode="fft")
+        self.model = random_model(settings.model) if settings.random_weights else load_model(settings.model, fft_mode="fft")
         self.checkpoint = self._checkpoint()
 
     def _checkpoint(self) -> Path:
         from ..models.checkpoint import save_model
 
         p = Path(self.s.model)
-        if p.is_file():
+        if p.is_file() and not self.s.random_weights:
             return p
         return save_model(self.model, self.workdir / f"{self.model.name or 'model'}.safetensors")
 
@@ -223,7 +243,7 @@ class Bench:
                     err = first_line(e)
             for size in s.sizes:
                 row = {k: None for k in ROW_FIELDS}
-                row.update(backend=backend, precision=precision, size=size, params=params, macs=macs[size])
+                row.update(model=self.model.name or Path(self.s.model).stem, backend=backend, precision=precision, size=size, params=params, macs=macs[size])
                 if skip:
                     row.update(status="skipped", reason=skip)
                 elif err:
@@ -264,7 +284,8 @@ def artifact_size_mb(path: Path) -> float:
 
 def markdown(rows: list[dict], env: dict | None = None) -> str:
     has_q = any(r.get("quality") for r in rows)
-    head = ["backend", "precision", "size", "status", "MB", "params", "GMACs", "median ms", "p90 ms", "min ms",
+    many = len({r.get("model") for r in rows}) > 1
+    head = (["model"] if many else []) + ["backend", "precision", "size", "status", "MB", "params", "GMACs", "median ms", "p90 ms", "min ms",
             "MP/s", "peak RSS MB", "parity dB", "max abs err"] + (["PSNR/SSIM vs GT"] if has_q else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
@@ -274,7 +295,7 @@ def markdown(rows: list[dict], env: dict | None = None) -> str:
     for r in rows:
         lat = r.get("latency_ms") or {}
         status = r["status"] + (f" ({r['reason']})" if r.get("reason") else "")
-        cells = [r["backend"], r["precision"], str(r["size"]), status, f(r.get("artifact_mb"), ".2f"),
+        cells = ([r.get("model") or "-"] if many else []) + [r["backend"], r["precision"], str(r["size"]), status, f(r.get("artifact_mb"), ".2f"),
                  f"{r['params'] / 1e6:.3f}M", f"{r['macs'] / 1e9:.2f}", f(lat.get("median"), ".1f"),
                  f(lat.get("p90"), ".1f"), f(lat.get("min"), ".1f"), f(r.get("megapixels_per_s"), ".3f"),
                  f(r.get("peak_rss_mb"), ".0f"), f(r.get("parity_psnr_db"), ".1f"), f(r.get("parity_max_abs"), ".1e")]

@@ -11,6 +11,8 @@ EPILOG = """examples:
       --json benchmarks/results/bench.json --markdown benchmarks/results/bench.md --plot benchmarks/results/bench.png
   anyir-bench --backends onnxruntime --data ../shared/data --task denoise25 --limit 10
   anyir-bench --fail-below 60                             # non-zero exit if any parity < 60 dB
+  anyir-bench --models anyir,anyir-l,anyir-tiny --random-weights --sizes 224 512 --backends torch,onnxruntime
+                                                          # configurations side by side, shipped weights or not
 statuses: ok | parity failed | export failed | run failed | skipped (with the reason)"""
 
 
@@ -32,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
                                  "params, MACs, latency, throughput, peak RSS and parity vs the PyTorch fp32 reference.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="anyir-tiny", help="shipped model name or checkpoint path (default anyir-tiny)")
+    ap.add_argument("--models", type=lambda t: [m.strip() for m in t.split(",") if m.strip()],
+                    help="several models (names or checkpoints, comma-separated) in one table; replaces --model")
+    ap.add_argument("--random-weights", action="store_true",
+                    help="benchmark configuration names with random weights (for configurations without shipped "
+                         "weights: cost, speed, memory and engine-vs-reference parity, not restoration quality)")
     ap.add_argument("--size", type=int, help="one square input size (pixels per side)")
     ap.add_argument("--sizes", type=int, nargs="+", help="several sizes (default 224)")
     ap.add_argument("--backends", type=_csv("backend", BACKENDS), default=BACKENDS,
@@ -60,20 +67,28 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--runs must be >= 1 and --warmup >= 0")
     if bool(args.data) != bool(args.task):
         ap.error("--data and --task go together")
-    settings = Settings(model=args.model, sizes=sizes, backends=args.backends, precisions=args.precisions,
-                        threads=args.threads, runs=args.runs, warmup=args.warmup, torch_fft=args.torch_fft,
-                        data=str(args.data) if args.data else None, task=args.task, limit=args.limit,
-                        workdir=str(args.workdir) if args.workdir else None)
-    bench = Bench(settings, progress=not args.no_progress)
-    try:
-        rows = bench.rows()
-    finally:
-        bench.close()
+    models = args.models or [args.model]
+    if args.models == []:
+        ap.error("--models: give at least one model")
+    rows, names = [], []
+    for i, model in enumerate(models):
+        workdir = (args.workdir / f"{i}-{Path(model).stem}" if len(models) > 1 else args.workdir) if args.workdir else None
+        settings = Settings(model=model, sizes=sizes, backends=args.backends, precisions=args.precisions,
+                            threads=args.threads, runs=args.runs, warmup=args.warmup, torch_fft=args.torch_fft,
+                            data=str(args.data) if args.data else None, task=args.task, limit=args.limit,
+                            workdir=str(workdir) if workdir else None, random_weights=args.random_weights)
+        bench = Bench(settings, progress=not args.no_progress)
+        try:
+            rows += bench.rows()
+            names.append(bench.model.name)
+        finally:
+            bench.close()
     env = environment(args.threads)
     table = markdown(rows, env)
     print(table)
     if args.json:
-        write_json({"settings": {**settings.__dict__, "model_name": bench.model.name},
+        write_json({"settings": {**settings.__dict__, "model": models if len(models) > 1 else models[0],
+                                 "model_name": names if len(names) > 1 else names[0]},
                     "environment": env, "rows": rows,
                     "command": "anyir-bench " + " ".join(argv if argv is not None else sys.argv[1:])}, args.json)
     if args.markdown:
