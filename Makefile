@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 # CPU build of torch (local on the project machines); on a GPU machine set TORCH= to keep yours
 TORCH ?= torch==2.13.0
+# the shipped model the demo runs (anyir_edge.DEFAULT_MODEL)
+MODEL ?= anyir-paper-tiny
 BIN := $(VENV)/bin
 OUT ?= out
 
@@ -23,12 +25,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 demo: install
 	mkdir -p $(OUT)
 	$(BIN)/python -m anyir_edge info
-	$(BIN)/anyir-export --to onnx --model anyir-tiny --output $(OUT)/
-	$(BIN)/anyir-bench --model anyir-tiny --size 224 --backends torch,onnxruntime,openvino,tensorrt \
+	$(BIN)/anyir-export --to onnx --model $(MODEL) --output $(OUT)/
+	$(BIN)/anyir-bench --model $(MODEL) --size 224 --backends torch,onnxruntime,openvino,tensorrt \
 		--json $(OUT)/bench.json --markdown $(OUT)/bench.md
 	$(BIN)/python -m anyir_edge degrade anyir_edge/assets/kite_251x333.png $(OUT)/kite_noisy.png --spec noise --seed 1
-	$(BIN)/anyir-restore $(OUT)/kite_noisy.png -o $(OUT)/kite_restored.png --model $(OUT)/anyir-tiny.onnx
-	@echo "demo done: $(OUT)/anyir-tiny.onnx (+ parity certificate), $(OUT)/bench.md, $(OUT)/kite_restored.png"
+	$(BIN)/anyir-restore $(OUT)/kite_noisy.png -o $(OUT)/kite_restored.png --model $(OUT)/$(MODEL).onnx
+	@echo "demo done: $(OUT)/$(MODEL).onnx (+ parity certificate), $(OUT)/bench.md, $(OUT)/kite_restored.png"
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -10,6 +10,11 @@ import importlib
 
 __version__ = "0.1.0"
 
+#: the model the commands use when none is given: the best trained weights shipped.  The
+#: authors' layout (anyir-tiny) takes this over once its CPU training meets the quality targets
+#: of anyir-paper-tiny (issue #18; benchmarks/training/README.md).
+DEFAULT_MODEL = "anyir-paper-tiny"
+
 from .errors import AnyIRError, CheckpointError  # noqa: E402
 
 _LAZY = {

@@ -4,7 +4,7 @@
 # but two heavy jobs on 2 cores still distort them).
 #
 #   bash benchmarks/record.sh            # all steps (~35 min on 2 cores)
-#   bash benchmarks/record.sh eval bench # some of: eval bench bench-full bench-precision cpp large precision
+#   bash benchmarks/record.sh eval bench # some of: eval bench bench-full costs bench-precision cpp large precision
 #
 # Needs the project's .venv (make install) and the shared data (../shared/data or $ANYIR_DATA).
 set -euo pipefail
@@ -13,43 +13,36 @@ cd "$ROOT"
 BIN="${BIN:-.venv/bin}"
 R=benchmarks/results
 THREADS="${THREADS:-2}"
+MODEL="${MODEL:-anyir-paper-tiny}"  # the shipped model the results describe (anyir_edge.DEFAULT_MODEL)
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(eval bench bench-full bench-precision cpp large precision)
+[[ ${#steps[@]} -gt 0 ]] || steps=(eval bench bench-full costs bench-precision cpp large precision)
 say() { echo "== record.sh: $* ($(date -u +%H:%M:%S))" >&2; }
 
 for step in "${steps[@]}"; do
   case "$step" in
     eval)
       say "anyir-eval, all sets, full"
-      "$BIN/anyir-eval" --model anyir-tiny --sets all --baseline nlm --threads "$THREADS" --no-progress \
-        --json "$R/eval-anyir-tiny.json" ;;
+      "$BIN/anyir-eval" --model "$MODEL" --sets all --baseline nlm --threads "$THREADS" --no-progress \
+        --json "$R/eval-$MODEL.json" ;;
     bench)
-      say "anyir-bench anyir-tiny 224 512"
-      "$BIN/anyir-bench" --model anyir-tiny --sizes 224 512 --threads "$THREADS" --runs 5 --warmup 2 --no-progress \
-        --json "$R/bench-anyir-tiny.json" --markdown "$R/bench-anyir-tiny.md" --plot "$R/bench-anyir-tiny.png" ;;
+      say "anyir-bench $MODEL 224 512"
+      "$BIN/anyir-bench" --model "$MODEL" --sizes 224 512 --threads "$THREADS" --runs 5 --warmup 2 --no-progress \
+        --json "$R/bench-$MODEL.json" --markdown "$R/bench-$MODEL.md" --plot "$R/bench-$MODEL.png" ;;
     bench-full)
-      say "anyir-bench full anyir config (random weights) torch vs onnxruntime"
-      tmp="$(mktemp -d)"
-      "$BIN/python" - "$tmp/anyir-random.safetensors" <<'PY'
-import sys, torch
-import anyir_edge
-from anyir_edge.models import create
-torch.manual_seed(0)
-m = create("anyir")
-with torch.no_grad():
-    for p in m.parameters():
-        p.add_(torch.randn_like(p) * 0.02)
-anyir_edge.save_model(m.eval(), sys.argv[1])
-PY
-      "$BIN/anyir-bench" --model "$tmp/anyir-random.safetensors" --sizes 224 512 --backends torch,onnxruntime \
+      say "anyir-bench anyir-paper (random weights: no trained full model yet) torch vs onnxruntime"
+      "$BIN/anyir-bench" --models anyir-paper --random-weights --sizes 224 512 --backends torch,onnxruntime \
         --threads "$THREADS" --runs 5 --warmup 1 --no-progress \
-        --json "$R/bench-anyir-random.json" --markdown "$R/bench-anyir-random.md"
-      rm -rf "$tmp" ;;
+        --json "$R/bench-anyir-paper-random.json" --markdown "$R/bench-anyir-paper-random.md" ;;
+    costs)
+      say "anyir-bench: every registered configuration (random weights), torch / onnxruntime / openvino, 224 and 512"
+      "$BIN/anyir-bench" --models anyir,anyir-l,anyir-tiny,anyir-paper,anyir-paper-tiny --random-weights \
+        --sizes 224 512 --backends torch,onnxruntime,openvino --threads "$THREADS" --runs 3 --warmup 1 --no-progress \
+        --json "$R/costs.json" --markdown "$R/costs.md" ;;
     bench-precision)
-      say "anyir-bench anyir-tiny fp32/fp16/int8, onnxruntime and openvino, 224 and 512, 1 thread"
-      "$BIN/anyir-bench" --model anyir-tiny --sizes 224 512 --backends onnxruntime,openvino --precisions fp32,fp16,int8 \
+      say "anyir-bench $MODEL fp32/fp16/int8, onnxruntime and openvino, 224 and 512, 1 thread"
+      "$BIN/anyir-bench" --model "$MODEL" --sizes 224 512 --backends onnxruntime,openvino --precisions fp32,fp16,int8 \
         --threads 1 --runs 7 --warmup 2 --no-progress \
-        --json "$R/bench-precision-anyir-tiny.json" --markdown "$R/bench-precision-anyir-tiny.md" ;;
+        --json "$R/bench-precision-$MODEL.json" --markdown "$R/bench-precision-$MODEL.md" ;;
     cpp)
       say "C++ vs Python runtime"
       "$BIN/python" runtimes/cpp/bench.py --threads 1 --profile --machine-note "${MACHINE_NOTE:-no other job running}" ;;
@@ -61,11 +54,11 @@ PY
       tmp="$(mktemp -d)"
       for to in onnx openvino; do
         for p in fp16 int8; do
-          "$BIN/anyir-export" --to "$to" --model anyir-tiny --"$p" --data "${ANYIR_DATA:-../shared/data}" \
+          "$BIN/anyir-export" --to "$to" --model "$MODEL" --"$p" --data "${ANYIR_DATA:-../shared/data}" \
             --threads "$THREADS" --output "$tmp/$to/" 2>&1 | tail -3 || true
         done
       done
-      "$BIN/python" - "$tmp" "$R/precision-anyir-tiny.json" <<'PY'
+      "$BIN/python" - "$tmp" "$R/precision-$MODEL.json" <<'PY'
 import json, sys
 from pathlib import Path
 from anyir_edge.fsutil import write_json
@@ -81,7 +74,7 @@ write_json(Path(sys.argv[2]), out)
 print(f"wrote {sys.argv[2]}")
 PY
       rm -rf "$tmp" ;;
-    *) echo "record.sh: unknown step '$step' (eval bench bench-full bench-precision cpp large precision)" >&2; exit 2 ;;
+    *) echo "record.sh: unknown step '$step' (eval bench bench-full costs bench-precision cpp large precision)" >&2; exit 2 ;;
   esac
 done
 say "done"

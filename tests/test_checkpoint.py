@@ -155,6 +155,13 @@ def test_bad_checkpoints_give_one_line_errors(tmp_path, tiny_model, case):
     assert "\n" not in msg and len(msg) < 400
 
 
+def test_the_default_model_ships_weights():
+    """Every command's default model (anyir_edge.DEFAULT_MODEL) loads without a path."""
+    assert anyir_edge.DEFAULT_MODEL in anyir_edge.shipped_weights()
+    m = load_model(anyir_edge.DEFAULT_MODEL)
+    assert m.name == anyir_edge.DEFAULT_MODEL and not m.training
+
+
 def test_name_without_shipped_weights_is_explained(monkeypatch, tmp_path):
     monkeypatch.setattr(anyir_edge.models.checkpoint, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(CheckpointError, match="no shipped weights for 'anyir'"):

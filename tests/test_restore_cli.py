@@ -129,11 +129,12 @@ def test_onnx_engine_and_tiling_options(corpus, ckpt, tmp_path, capsys):
     assert not (tmp_path / "o2" / "big.png").exists()
 
 
-def test_default_model_missing_is_one_line(corpus, tmp_path, capsys):
-    if anyir_edge.shipped_weights():
-        pytest.skip("weights are shipped")
+def test_default_model_missing_is_one_line(corpus, tmp_path, capsys, monkeypatch):
+    import anyir_edge.models.checkpoint
+
+    monkeypatch.setattr(anyir_edge.models.checkpoint, "WEIGHTS_DIR", tmp_path / "no-weights")
     rc, _, err = restore([corpus / "good.png", "-o", tmp_path / "o"], capsys)
-    assert rc == 1 and len(err) == 1 and "no shipped weights for 'anyir-tiny'" in err[0]
+    assert rc == 1 and len(err) == 1 and f"no shipped weights for '{anyir_edge.DEFAULT_MODEL}'" in err[0]
     assert not (tmp_path / "o").exists()
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import DEFAULT_MODEL
 from ..errors import AnyIRError, first_line
 from ..fsutil import atomic_path
 from ..export import PARITY_GATES_DB, ParityError
@@ -108,7 +109,7 @@ def latency_stats(times_s: list[float]) -> dict:
 
 @dataclass
 class Settings:
-    model: str = "anyir-tiny"
+    model: str = DEFAULT_MODEL
     sizes: tuple[int, ...] = (224,)
     backends: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "tensorrt")
     precisions: tuple[str, ...] = ("fp32",)

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 EPILOG = """examples:
-  anyir-bench --size 224                                  # shipped anyir-tiny, every backend, fp32
-  anyir-bench --model anyir-tiny --sizes 224 512 --threads 2 --runs 7 \\
+  anyir-bench --size 224                                  # the default shipped model, every backend, fp32
+  anyir-bench --model anyir-paper-tiny --sizes 224 512 --threads 2 --runs 7 \\
       --json benchmarks/results/bench.json --markdown benchmarks/results/bench.md --plot benchmarks/results/bench.png
   anyir-bench --backends onnxruntime --data ../shared/data --task denoise25 --limit 10
   anyir-bench --fail-below 60                             # non-zero exit if any parity < 60 dB
@@ -28,12 +28,14 @@ def _csv(kind, choices):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .. import DEFAULT_MODEL
     from ..bench import BACKENDS, PRECISIONS, TASKS, Bench, Settings, environment, markdown, plot, write_json
 
     ap = argparse.ArgumentParser(prog="anyir-bench", description="Benchmark AnyIR engines side by side: status, size, "
                                  "params, MACs, latency, throughput, peak RSS and parity vs the PyTorch fp32 reference.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="anyir-tiny", help="shipped model name or checkpoint path (default anyir-tiny)")
+    ap.add_argument("--model", default=DEFAULT_MODEL,
+                    help=f"shipped model name or checkpoint path (default {DEFAULT_MODEL})")
     ap.add_argument("--models", type=lambda t: [m.strip() for m in t.split(",") if m.strip()],
                     help="several models (names or checkpoints, comma-separated) in one table; replaces --model")
     ap.add_argument("--random-weights", action="store_true",

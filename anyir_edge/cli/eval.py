@@ -9,15 +9,17 @@ EPILOG = """sets: cbsd68-15 cbsd68-25 cbsd68-50 rain100l haze-synth lowlight-syn
 or a folder holding lq/ and gt/. 'clean' feeds CBSD68's clean images: the model should leave them alone
 (input PSNR is infinite; set means count identical images as 100 dB, the average leaves 'clean' out).
 Data root: --data, else $ANYIR_DATA, else ../shared/data.
-example: anyir-eval --model anyir-tiny --sets all --baseline nlm --json benchmarks/results/eval-anyir-tiny.json"""
+example: anyir-eval --model anyir-paper-tiny --sets all --baseline nlm --json benchmarks/results/eval-anyir-paper-tiny.json"""
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .. import DEFAULT_MODEL
     from ..eval import SETS, default_data_root, evaluate, markdown_table, resolve_sets, write_json
 
     ap = argparse.ArgumentParser(prog="anyir-eval", description="Evaluate a model's PSNR/SSIM on benchmark sets.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="anyir-tiny", help="shipped model name or checkpoint path (default: anyir-tiny)")
+    ap.add_argument("--model", default=DEFAULT_MODEL,
+                    help=f"shipped model name or checkpoint path (default: {DEFAULT_MODEL})")
     ap.add_argument("--sets", nargs="+", default=["all"], metavar="SET", help=f"sets to run (default: all = {', '.join(SETS)})")
     ap.add_argument("--data", type=Path, help="data root (default: $ANYIR_DATA or ../shared/data)")
     ap.add_argument("--limit", type=int, help="only the first N images of each set (quick checks)")

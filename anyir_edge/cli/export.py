@@ -8,6 +8,8 @@ from ..export.formats import FFT_STRATEGIES, FORMATS
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .. import DEFAULT_MODEL
+
     table = "\n".join(
         f"  {f.name:<9} {', '.join(f.aliases) or '-':<22} *{f.suffix:<8} {'GPU' if f.gpu else 'CPU'}  {f.description}"
         for f in FORMATS
@@ -22,8 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--to", default="onnx", metavar="FORMAT", help="onnx (default), openvino, trt (aliases: engine, tensorrt)")
-    p.add_argument("--model", default="anyir-tiny", metavar="NAME|PATH",
-                   help="shipped model name (anyir-tiny, anyir) or checkpoint (.safetensors/.pth); default: anyir-tiny")
+    p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
+                   help="shipped model name or checkpoint: our .safetensors, a bare state dict (.pth) or a training "
+                        f"checkpoint such as the AnyIR authors' Lightning .ckpt; default: {DEFAULT_MODEL}")
     p.add_argument("--output", "-o", default=None, metavar="FILE_OR_DIR",
                    help="output file or directory (default: NAME.<suffix> in the current directory)")
     p.add_argument("--fft", default=None, metavar="STRATEGY",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import AnyIRError
 
-DEFAULT_MODEL = "anyir-tiny"
+from .. import DEFAULT_MODEL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output folder (or file, for one input)")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
                    help="shipped model name, checkpoint (.safetensors/.pth/.ckpt), .onnx, .xml or .engine "
-                        "(default: the shipped anyir-tiny)")
+                        f"(default: the shipped {DEFAULT_MODEL})")
     from ..runtime import backends
 
     p.add_argument("--backend", default=None, choices=backends.choices(),
