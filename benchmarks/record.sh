@@ -45,7 +45,7 @@ for step in "${steps[@]}"; do
         --json "$R/bench-precision-$MODEL.json" --markdown "$R/bench-precision-$MODEL.md" ;;
     cpp)
       say "C++ vs Python runtime"
-      "$BIN/python" runtimes/cpp/bench.py --threads 1 --profile --machine-note "${MACHINE_NOTE:-no other job running}" ;;
+      "$BIN/python" benchmarks/cpp_vs_python.py --threads 1 --profile --machine-note "${MACHINE_NOTE:-no other job running}" ;;
     large)
       say "large images: tiling vs whole, 3840x2160 RSS"
       "$BIN/python" benchmarks/large_images.py --threads "$THREADS" ;;

@@ -192,12 +192,12 @@ def test_app_errors_are_one_line(build, models, tmp_path):
 
 
 def test_bench_profile_groups_libraries_by_side():
-    """runtimes/cpp/bench.py --profile: perf's per-library shares attributed to the right side."""
-    sys.path.insert(0, str(CPP))
-    try:
-        import bench
-    finally:
-        sys.path.remove(str(CPP))
+    """benchmarks/cpp_vs_python.py --profile: perf's per-library shares attributed to the right side."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cpp_vs_python", ROOT / "benchmarks" / "cpp_vs_python.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
     g = bench.profile_groups({"libonnxruntime.so.1.32.0": 49.0, "libanyir_runtime.so.0.1.0": 0.5,
                               "onnxruntime_pybind11_state.cpython-311-x86_64-linux-gnu.so": 45.0,
                               "libpython3.11.so.1.0": 0.7, "_multiarray_umath.cpython-311-x86_64-linux-gnu.so": 0.4,

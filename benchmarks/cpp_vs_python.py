@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """C++ runtime vs Python runtime latency, same engine file, same backend, same threads.
 
-    .venv/bin/python runtimes/cpp/bench.py                 # builds if needed, writes benchmarks/results/cpp_vs_python.{json,md}
-    .venv/bin/python runtimes/cpp/bench.py --onnx M.onnx --xml M.xml --sizes 224 512 --runs 7
+    .venv/bin/python benchmarks/cpp_vs_python.py                 # builds if needed, writes benchmarks/results/cpp_vs_python.{json,md}
+    .venv/bin/python benchmarks/cpp_vs_python.py --onnx M.onnx --xml M.xml --sizes 224 512 --runs 7
 
 Each measurement is one ``restore`` of an 8-bit RGB image (conversion, padding, engine run,
 conversion back), excluding model loading.  C++: ``anyir_restore_u8`` of the built
@@ -10,7 +10,7 @@ libanyir_runtime.so called through its C ABI with ctypes (one foreign call per r
 Python: ``anyir_edge.runtime.Restorer.restore``.  Both run in this process, alternating run by
 run, so load from other jobs on a shared machine hits both sides alike; the ratio is the median
 of the per-pair ratios.  The two outputs are checked to be identical first.  Without
---onnx/--xml, the shipped anyir-tiny (or --model) is exported to a temp dir with anyir-export's code.
+--onnx/--xml, the default shipped model (or --model) is exported to a temp dir with anyir-export's code.
 (``anyir-restore-cpp --bench N`` times the app itself, one process per call.)
 """
 from __future__ import annotations
@@ -28,11 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+from anyir_edge import DEFAULT_MODEL
+
+ROOT = Path(__file__).resolve().parents[1]
+CPP = ROOT / "runtimes" / "cpp"
 
 
-def export_models(d: Path, model: str = "anyir-tiny") -> tuple[Path, Path | None]:
+def export_models(d: Path, model: str = DEFAULT_MODEL) -> tuple[Path, Path | None]:
     """``model`` exported and verified by the toolkit's own exporter (ONNX, and OpenVINO when installed)."""
     from anyir_edge.export import export
 
@@ -150,12 +152,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--onnx", type=Path)
     ap.add_argument("--xml", type=Path)
-    ap.add_argument("--app", type=Path, default=HERE / "build" / "anyir-restore-cpp")
+    ap.add_argument("--app", type=Path, default=CPP / "build" / "anyir-restore-cpp")
     ap.add_argument("--sizes", type=int, nargs="+", default=[224, 512])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=1, help="untimed restores per side first")
     ap.add_argument("--runs", type=int, default=7, help="timed restores per side, C++ and Python alternating")
-    ap.add_argument("--model", default="anyir-tiny", help="shipped name or checkpoint exported when --onnx is not given")
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="shipped name or checkpoint exported when --onnx is not given")
     ap.add_argument("--machine-note", default="", help="appended to the machine description (e.g. 'quiet')")
     ap.add_argument("--profile", action="store_true",
                     help="also attach perf (if installed) to the ONNX Runtime runs at the first size: share of CPU "
@@ -164,7 +166,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     if not args.app.exists():
-        subprocess.run(["bash", str(HERE / "build.sh")], check=True, env=dict(os.environ, PYTHON=sys.executable))
+        subprocess.run(["bash", str(CPP / "build.sh")], check=True, env=dict(os.environ, PYTHON=sys.executable))
     from anyir_edge.runtime import Restorer
 
     tmp = Path(tempfile.mkdtemp(prefix="anyir-bench-"))
@@ -227,7 +229,7 @@ def main(argv=None) -> int:
     result = {
         "what": "C++ runtime (libanyir_runtime anyir_restore_u8) vs Python runtime (Restorer.restore) latency of one 8-bit RGB restore",
         "model": str(args.onnx) if args.onnx else f"{args.model} (exported with anyir-export's code)",
-        "command": "python runtimes/cpp/bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/cpp_vs_python.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "method": f"{args.warmup} warm-up + {args.runs} timed restores per side in one process, C++ (C ABI via ctypes) "
                   "and Python alternating run by run; ratio = median of the per-pair ratios Python / C++",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs" + (f", {args.machine_note}" if args.machine_note else ""),
