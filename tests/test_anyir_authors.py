@@ -196,3 +196,37 @@ def test_configuration_limits_are_checked_before_building():
                 {"blocks": "1,2,2,4"}, {"dim": "16"}, {"bias": 1}):
         with pytest.raises(ConfigError):
             AnyIRConfig.from_dict({**AnyIRConfig().to_dict(), **bad})
+
+
+def test_their_checkpoint_goes_through_export_restore_and_bench(tmp_path, capsys):
+    """No conversion step: the authors' Lightning .ckpt straight into anyir-export (certified),
+    anyir-restore (on the checkpoint and on the engine) and anyir-bench."""
+    import cv2
+    import numpy as np
+
+    from anyir_edge.cli import bench as bench_cli, export as export_cli, restore as restore_cli, run
+
+    ckpt = FIXTURES / "anyir-authors-d8.ckpt"
+    rc = run("anyir-export", export_cli.main, ["--to", "onnx", "--model", str(ckpt), "--output", str(tmp_path) + "/",
+                                               "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    onnx_path = tmp_path / "anyir-authors-d8.onnx"
+    cert = json.loads((tmp_path / "anyir-authors-d8.parity.json").read_text())
+    assert cert["passed"] and cert["summary"]["psnr_min"] >= 60 and cert["arch"] == "anyir"
+    assert cert["config"]["dim"] == 8 and cert["weights_sha256"] == anyir_edge.weights_sha256(load_model(ckpt))
+    img = (np.random.default_rng(0).random((37, 45, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "in.png"), img)
+    outs = []
+    for model in (ckpt, onnx_path):
+        out = tmp_path / f"out-{model.suffix[1:]}.png"
+        rc = run("anyir-restore", restore_cli.main, [str(tmp_path / "in.png"), "-o", str(out), "--model", str(model),
+                                                     "--threads", "1", "-q"])
+        assert rc == 0, capsys.readouterr().err
+        outs.append(cv2.imread(str(out)).astype(int))
+    assert outs[0].shape == img.shape and np.abs(outs[0] - outs[1]).max() <= 1
+    rc = run("anyir-bench", bench_cli.main, ["--model", str(ckpt), "--size", "32", "--backends", "torch,onnxruntime",
+                                             "--runs", "1", "--warmup", "0", "--threads", "1", "--no-progress",
+                                             "--json", str(tmp_path / "b.json")])
+    assert rc == 0
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert [r["status"] for r in rows] == ["ok", "ok"] and rows[1]["parity_psnr_db"] >= 60
