@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli import ArgumentParser
+
 
 def _info(args) -> int:
     from . import __version__, shipped_weights
@@ -54,7 +56,7 @@ def _degrade(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m anyir_edge", description=__doc__,
+    parser = ArgumentParser(prog="python -m anyir_edge", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="model configurations, cost and shipped weights")

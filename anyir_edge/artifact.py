@@ -125,6 +125,61 @@ def read_openvino(model) -> dict[str, str]:
     return out
 
 
+# ----------------------------------------------------------- parity certificate
+CERTIFICATE_SUFFIX = ".parity.json"
+
+
+def companion(path, what: str) -> Path:
+    """NAME.<what> beside NAME.<suffix> (e.g. NAME.parity.json, NAME.rejected.onnx)."""
+    p = Path(path)
+    return p.with_name(p.name[: -len(p.suffix)] + what if p.suffix else p.name + what)
+
+
+def certificate_path(engine_path) -> Path:
+    return companion(engine_path, CERTIFICATE_SUFFIX)
+
+
+def engine_files(engine_path) -> list[Path]:
+    """The files an engine consists of: the file itself, and an OpenVINO IR's ``.bin``."""
+    p = Path(engine_path)
+    return [p, p.with_suffix(".bin")] if p.suffix.lower() == ".xml" else [p]
+
+
+def engine_sha256(engine_path) -> str:
+    """SHA-256 over the bytes of :func:`engine_files` (what a certificate's ``engine_sha256`` records)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in engine_files(engine_path):
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def certificate_mismatch(engine_path) -> str | None:
+    """Why the parity certificate beside an engine does not describe it (None when it does, or
+    when there is no certificate, or one from before certificates recorded the engine's digest)."""
+    cert = certificate_path(engine_path)
+    if not cert.is_file():
+        return None
+    try:
+        doc = json.loads(cert.read_text())
+    except (OSError, ValueError):
+        return f"its certificate {cert.name} is unreadable"
+    want = doc.get("engine_sha256") if isinstance(doc, dict) else None
+    if not want:
+        return None
+    try:
+        have = engine_sha256(engine_path)
+    except OSError as e:
+        return f"cannot read it to compare with {cert.name} ({e.strerror or type(e).__name__})"
+    if have != want:
+        return (f"its certificate {cert.name} was made for another engine file (digest {want[:12]}..., this file "
+                f"{have[:12]}...): the engine was replaced or modified after it was verified")
+    return None
+
+
 # ------------------------------------------------------------ TensorRT sidecar
 SIDECAR_SUFFIX = ".trt.json"
 SIDECAR_FORMAT = "anyir-edge tensorrt engine"
@@ -132,8 +187,7 @@ SIDECAR_FORMAT = "anyir-edge tensorrt engine"
 
 def sidecar_path(engine_path) -> Path:
     """NAME.trt.json beside NAME.engine / NAME.plan."""
-    p = Path(engine_path)
-    return p.with_name(p.name[: -len(p.suffix)] + SIDECAR_SUFFIX if p.suffix else p.name + SIDECAR_SUFFIX)
+    return companion(engine_path, SIDECAR_SUFFIX)
 
 
 def write_sidecar(engine_path, settings: dict, build: dict, environment: dict, metadata: dict,

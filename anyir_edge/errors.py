@@ -27,5 +27,9 @@ class EngineWarning(UserWarning):
     """An engine that runs but may not give the output it was certified for on this machine."""
 
 
+class ImageWarning(UserWarning):
+    """An input image that is restored, but probably not as the caller meant (e.g. 0..255 floats)."""
+
+
 class NotImplementedYet(AnyIRError):
     """A command whose issue is not done yet."""

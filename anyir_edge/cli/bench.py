@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import ArgumentParser, non_negative_int, positive_int
+
 EPILOG = """examples:
   anyir-bench --size 224                                  # the default shipped model, every backend, fp32
   anyir-bench --model anyir-paper-tiny --sizes 224 512 --threads 2 --runs 7 \\
@@ -27,11 +29,14 @@ def _csv(kind, choices):
     return parse
 
 
+MAX_SIZE = 8192  # a 8192x8192 float32 image is 0.8 GB before any activation: larger is a typo
+
+
 def main(argv: list[str] | None = None) -> int:
     from .. import DEFAULT_MODEL
     from ..bench import BACKENDS, PRECISIONS, TASKS, Bench, Settings, environment, markdown, plot, write_json
 
-    ap = argparse.ArgumentParser(prog="anyir-bench", description="Benchmark AnyIR engines side by side: status, size, "
+    ap = ArgumentParser(prog="anyir-bench", description="Benchmark AnyIR engines side by side: status, size, "
                                  "params, MACs, latency, throughput, peak RSS and parity vs the PyTorch fp32 reference.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEFAULT_MODEL,
@@ -47,14 +52,14 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"comma-separated (default: {','.join(BACKENDS)})")
     ap.add_argument("--precisions", type=_csv("precision", PRECISIONS), default=("fp32",),
                     help="comma-separated fp32,fp16,int8 (default fp32)")
-    ap.add_argument("--threads", type=int, help="intra-op threads for every engine (default: physical cores)")
-    ap.add_argument("--runs", type=int, default=5, help="timed runs per configuration (default 5)")
-    ap.add_argument("--warmup", type=int, default=2, help="warm-up runs (default 2)")
+    ap.add_argument("--threads", type=positive_int, help="intra-op threads for every engine (default: physical cores)")
+    ap.add_argument("--runs", type=positive_int, default=5, help="timed runs per configuration (default 5)")
+    ap.add_argument("--warmup", type=non_negative_int, default=2, help="warm-up runs (default 2)")
     ap.add_argument("--torch-fft", choices=["fft", "fold", "matmul"], default="fft",
                     help="frequency path of the PyTorch row (default fft: the reference forward)")
     ap.add_argument("--data", type=Path, help="data root for --task (PSNR/SSIM against ground truth)")
     ap.add_argument("--task", choices=sorted(TASKS), help="quality task run through each engine (needs --data)")
-    ap.add_argument("--limit", type=int, help="images per --task set (default all)")
+    ap.add_argument("--limit", type=positive_int, help="images per --task set (default all)")
     ap.add_argument("--json", type=Path, help="write all fields + environment fingerprint")
     ap.add_argument("--markdown", type=Path, help="write the Markdown table to a file too")
     ap.add_argument("--plot", type=Path, help="PNG of latency vs resolution per backend")
@@ -62,11 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fail-below", type=float, metavar="DB", help="exit 1 if any parity PSNR is below DB")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    sizes = tuple(args.sizes or ([args.size] if args.size else [224]))
-    if any(s < 8 for s in sizes):
-        ap.error("sizes must be >= 8")
-    if args.runs < 1 or args.warmup < 0:
-        ap.error("--runs must be >= 1 and --warmup >= 0")
+    sizes = tuple(args.sizes or ([args.size] if args.size is not None else [224]))
+    if any(not 8 <= s <= MAX_SIZE for s in sizes):
+        ap.error(f"sizes must be between 8 and {MAX_SIZE} pixels per side, got {' '.join(map(str, sizes))}")
     if bool(args.data) != bool(args.task):
         ap.error("--data and --task go together")
     models = args.models or [args.model]

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import ArgumentParser, positive_int
+
 EPILOG = """sets: cbsd68-15 cbsd68-25 cbsd68-50 rain100l haze-synth lowlight-synth blur-synth clean, 'all',
 or a folder holding lq/ and gt/. 'clean' feeds CBSD68's clean images: the model should leave them alone
 (input PSNR is infinite; set means count identical images as 100 dB, the average leaves 'clean' out).
@@ -16,16 +18,16 @@ def main(argv: list[str] | None = None) -> int:
     from .. import DEFAULT_MODEL
     from ..eval import SETS, default_data_root, evaluate, markdown_table, resolve_sets, write_json
 
-    ap = argparse.ArgumentParser(prog="anyir-eval", description="Evaluate a model's PSNR/SSIM on benchmark sets.",
+    ap = ArgumentParser(prog="anyir-eval", description="Evaluate a model's PSNR/SSIM on benchmark sets.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEFAULT_MODEL,
                     help=f"shipped model name or checkpoint path (default: {DEFAULT_MODEL})")
     ap.add_argument("--sets", nargs="+", default=["all"], metavar="SET", help=f"sets to run (default: all = {', '.join(SETS)})")
     ap.add_argument("--data", type=Path, help="data root (default: $ANYIR_DATA or ../shared/data)")
-    ap.add_argument("--limit", type=int, help="only the first N images of each set (quick checks)")
+    ap.add_argument("--limit", type=positive_int, help="only the first N images of each set (quick checks)")
     ap.add_argument("--baseline", default="", help="comma-separated classical baselines: nlm (OpenCV), bm3d (PyPI bm3d)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic degradations (default 0)")
-    ap.add_argument("--threads", type=int, help="torch CPU threads")
+    ap.add_argument("--threads", type=positive_int, help="torch CPU threads")
     ap.add_argument("--json", type=Path, help="write all results (per image too) to this JSON file")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..export.formats import FFT_STRATEGIES, FORMATS
+from . import ArgumentParser, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"  {f.name:<9} {', '.join(f.aliases) or '-':<22} *{f.suffix:<8} {'GPU' if f.gpu else 'CPU'}  {f.description}"
         for f in FORMATS
     )
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="anyir-export",
         description="Export an AnyIR model to ONNX / OpenVINO / TensorRT, verified against the PyTorch "
                     "reference (writes NAME.<suffix> and NAME.parity.json).",
@@ -50,13 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, metavar="DIR",
                    help="--fp16/--int8 (onnx, openvino): data root for the quality gate, PSNR vs ground truth on "
                         "CBSD68 sigma 25 and Rain100L at most 0.3 dB (fp16) / 1.0 dB (int8) below the fp32 model")
-    p.add_argument("--quality-limit", type=int, default=None, metavar="N", help="images per quality-gate set")
+    p.add_argument("--quality-limit", type=positive_int, default=None, metavar="N", help="images per quality-gate set")
     p.add_argument("--no-search", dest="search", action="store_false",
                    help="--fp16/--int8: no bisection for FP32/float nodes and no dynamic INT8 fallback")
     for which, default in (("min", "1x3x8x8"), ("opt", "1x3x512x512"), ("max", "1x3x1024x1024")):
         p.add_argument(f"--{which}-shape", default=None, metavar="1x3xHxW",
                        help=f"TensorRT optimization profile {which} shape (default {default}; H, W multiples of 8)")
-    p.add_argument("--workspace", type=int, default=None, metavar="MB", help="TensorRT builder workspace (default 4096)")
+    p.add_argument("--workspace", type=positive_int, default=None, metavar="MB", help="TensorRT builder workspace (default 4096)")
     p.add_argument("--timing-cache", default=None, metavar="FILE", help="TensorRT timing cache, read and updated")
     p.add_argument("--check-only", action="store_true",
                    help="--to trt: check TensorRT compatibility of the ONNX graph (--model may be a .onnx); "
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TensorRT version for --check-only (default: the operator table's default, 10.x)")
     p.add_argument("--min-psnr", type=float, default=None, metavar="DB",
                    help="parity gate in dB (default by precision: fp32 60, fp16 45, int8 35)")
-    p.add_argument("--threads", type=int, default=None, help="engine threads for the parity run (default: physical cores)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="engine threads for the parity run (default: physical cores)")
     return p
 
 

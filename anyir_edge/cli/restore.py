@@ -4,8 +4,13 @@ Inputs are files, folders (their image files, not recursive) and globs (quoted g
 expanded here, ``**`` included).  Each output is written atomically (temporary file +
 rename) as OUTPUT/<input name> in the input's format (``--ext`` changes it); a single input
 with an output path that has an image suffix is written to exactly that file.  An output
-that would replace an input is refused.  Each failure is one line on stderr and no output
-file; the exit code is 1 if any input failed.
+that would replace an input is refused.
+
+A batch goes on past a bad file: each input is restored or gets one line on stderr (and no
+output file), whatever went wrong (undecodable, too large, a write error such as a full disk);
+the summary says how many failed.  Exit codes: 0 all restored, 1 some or all inputs failed or
+the model could not be opened, 2 bad arguments.  An output folder that cannot be created or
+written is found before the model is loaded.
 """
 from __future__ import annotations
 
@@ -15,13 +20,13 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import AnyIRError
-
 from .. import DEFAULT_MODEL
+from ..errors import AnyIRError
+from . import ArgumentParser, non_negative_int, positive_float, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="anyir-restore", description="Restore images (denoise, derain, dehaze, ...) "
+    p = ArgumentParser(prog="anyir-restore", description="Restore images (denoise, derain, dehaze, ...) "
                                 "with an AnyIR model or exported engine.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output folder (or file, for one input)")
@@ -33,11 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default=None, choices=backends.choices(),
                    help=f"engine: {', '.join(backends.names())} (default: from the model's suffix)")
     p.add_argument("--device", default=None, help="torch: cpu/cuda; onnxruntime: auto/cpu/cuda/tensorrt; openvino: CPU/GPU")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: physical cores)")
-    p.add_argument("--tile", type=int, default=None, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=None, help="intra-op threads (default: physical cores)")
+    p.add_argument("--tile", type=non_negative_int, default=None, metavar="N",
                    help="tile size in pixels (default: automatic from --memory-limit; 0 = never tile)")
-    p.add_argument("--overlap", type=int, default=None, metavar="N", help="tile overlap in pixels (default 32)")
-    p.add_argument("--memory-limit", type=float, default=None, metavar="MB",
+    p.add_argument("--overlap", type=non_negative_int, default=None, metavar="N",
+                   help="tile overlap in pixels (default 32)")
+    p.add_argument("--memory-limit", type=positive_float, default=None, metavar="MB",
                    help="activation memory budget that decides tiling (default 1024, or $ANYIR_MEMORY_LIMIT_MB)")
     p.add_argument("--ext", default=None, help="output format by extension (png, jpg, tif, ...); default: keep the input's")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -125,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             raise AnyIRError("no input images")
         print(f"{prog}: {failed} input(s) failed, nothing restored", file=sys.stderr)
         return 1
+    check_writable({t.parent for _, t in todo})  # before the model is loaded
     kw = {}
     if args.tile is not None:
         kw["tile"] = args.tile
@@ -145,21 +152,45 @@ def main(argv: list[str] | None = None) -> int:
             out = restorer.restore(img, bgr=img.ndim == 3 and img.shape[2] in (3, 4))
             write_image(dst, out)
             done += 1
-        except AnyIRError as e:
-            msg = str(e)
-            if not msg.startswith(str(src)):
-                msg = f"{src}: {msg}"
-            tqdm.write(f"{prog}: error: {msg}", file=sys.stderr)
-            failed += 1
-        except MemoryError:
-            tqdm.write(f"{prog}: error: {src}: out of memory (try --tile 512 or a lower --memory-limit)", file=sys.stderr)
+        except Exception as e:  # one line per file, whatever failed; the batch goes on
+            tqdm.write(f"{prog}: error: {file_error(src, e)}", file=sys.stderr)
             failed += 1
     bar.close()
-    print(f"restored {done} image(s) into {args.output} with {restorer.describe()}")
+    total = done + failed
+    print(f"restored {done} of {total} image(s) into {args.output} with {restorer.describe()}")
     if failed:
-        print(f"{prog}: {failed} input(s) failed", file=sys.stderr)
+        print(f"{prog}: {failed} of {total} input(s) failed", file=sys.stderr)
         return 1
     return 0
+
+
+def file_error(src: Path, e: BaseException) -> str:
+    """One line for a file that failed: our own errors as they are, the rest with their cause."""
+    from ..errors import first_line
+
+    if isinstance(e, MemoryError):
+        msg = "out of memory (try --tile 512 or a lower --memory-limit)"
+    elif isinstance(e, OSError):
+        msg = f"{e.strerror or type(e).__name__}" + (f" ({e.filename})" if e.filename else "")
+    elif isinstance(e, AnyIRError):
+        msg = first_line(e, 400)
+    else:
+        msg = f"unexpected {type(e).__name__}: {first_line(e)}"
+    return msg if msg.startswith(str(src)) else f"{src}: {msg}"
+
+
+def check_writable(folders) -> None:
+    """Create the output folders and make sure a file can be written there: a read-only or
+    unreachable output is one error before any work, not one per image after the model loaded."""
+    import tempfile
+
+    for folder in sorted(folders, key=str):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".anyir-restore-", suffix=".probe"):
+                pass
+        except OSError as e:
+            raise AnyIRError(f"-o {folder}: cannot write there ({e.strerror or type(e).__name__})") from None
 
 
 if __name__ == "__main__":

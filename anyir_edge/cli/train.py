@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..train.config import build_config
+from . import ArgumentParser, positive_int
 
 EPILOG = """examples:
   anyir-train --config anyir_edge/configs/anyir-tiny-cpu.yaml
@@ -20,7 +21,7 @@ Any config key can be overridden with --set KEY=VALUE (values parsed as YAML).""
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="anyir-train", description="Train an AnyIR model (PromptIR protocol defaults).",
+    ap = ArgumentParser(prog="anyir-train", description="Train an AnyIR model (PromptIR protocol defaults).",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="YAML training config (see anyir_edge/configs/)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     ap.add_argument("--init-from", metavar="FILE", help="start from a warm-start file (model + EMA weights and "
                     "the iteration, from --export-warm-start): schedule and data order continue, AdamW restarts")
-    ap.add_argument("--max-iterations", type=int, help="stop after this many more iterations (checkpointed)")
+    ap.add_argument("--max-iterations", type=positive_int, help="stop after this many more iterations (checkpointed)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar (logs still written)")
     ap.add_argument("--export-ema", metavar="FILE", help="do not train: write the EMA weights of <out>/last.pt to "
                     "FILE (fp16 safetensors, e.g. anyir_edge/weights/anyir-tiny.safetensors)")

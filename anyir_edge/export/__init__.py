@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import artifact
 from .formats import FORMATS, ExportError, Format, ParityError, check_flags, resolve, resolve_fft
 from .parity import DEFAULT_THRESHOLD_DB, certify, parity_inputs, write_json
 
@@ -69,6 +70,8 @@ def output_path(output, stem: str, fmt: Format) -> Path:
         return Path.cwd() / f"{stem}{fmt.suffix}"
     s = str(output)
     p = Path(s)
+    if p.exists() and not p.is_dir() and (not p.suffix or s.endswith(("/", os.sep))):
+        raise ExportError(f"--output {s}: exists and is not a folder (give a folder or a *{fmt.suffix} file)")
     if p.is_dir() or s.endswith(("/", os.sep)) or not p.suffix:
         return p / f"{stem}{fmt.suffix}"
     if p.suffix.lower() != fmt.suffix:
@@ -76,9 +79,7 @@ def output_path(output, stem: str, fmt: Format) -> Path:
     return p
 
 
-def sidecar(path: Path, what: str) -> Path:
-    """NAME.<what> beside NAME.<suffix> (e.g. NAME.parity.json, NAME.rejected.onnx)."""
-    return path.with_name(path.name[: -len(path.suffix)] + what)
+sidecar = artifact.companion  # NAME.<what> beside NAME.<suffix> (NAME.parity.json, NAME.rejected.onnx)
 
 
 def _trt_unavailable(fmt: Format) -> ExportError:
@@ -262,17 +263,25 @@ def _export(fmt, net, stem, source, final, work, strategy, opset, do_simplify, d
 def _accept_or_reject(engine_tmp: Path, final: Path, companions, cert: dict, failure: str | None):
     """Place a verified engine at ``final`` with its certificate; or, on ``failure``, keep it as
     NAME.rejected.SUFFIX (+ NAME.rejected.parity.json) and raise :class:`ParityError`, leaving
-    whatever was at ``final`` untouched.  Returns (certificate path, placed files)."""
+    whatever was at ``final`` untouched.  Returns (certificate path, placed files).
+
+    The certificate records the engine's digest (``engine_sha256``) and is written after the
+    engine is in place, once the previous certificate is gone: however the export is stopped,
+    no certificate ever sits beside an engine it does not describe (and ``Restorer.open``
+    warns if one is edited in later)."""
+    cert["engine_sha256"] = artifact.engine_sha256(engine_tmp)
+    target = sidecar(final, ".rejected" + final.suffix) if failure else final
+    cert_path = artifact.certificate_path(target)
+    cert["engine"] = target.name
     if failure:
-        rejected = sidecar(final, ".rejected" + final.suffix)
-        cert["engine"], cert["rejected"] = rejected.name, True
-        _place(engine_tmp, rejected, companions)
-        cert_path = write_json(sidecar(final, ".rejected.parity.json"), cert)
+        cert["rejected"] = True
+    cert_path.unlink(missing_ok=True)
+    placed = _place(engine_tmp, target, companions)
+    write_json(cert_path, cert)
+    if failure:
         raise ParityError(f"{failure}: engine rejected, kept as "
-                          f"{rejected} (certificate {cert_path.name}); {final.name} was not written", failure=failure)
-    cert["engine"] = final.name
-    cert_path = write_json(sidecar(final, ".parity.json"), cert)
-    return cert_path, _place(engine_tmp, final, companions)
+                          f"{target} (certificate {cert_path.name}); {final.name} was not written", failure=failure)
+    return cert_path, placed
 
 
 def _reduce(fmt, net, stem, work, onnx_tmp, meta, inputs, threshold, threads, log, plan):

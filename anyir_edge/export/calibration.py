@@ -47,16 +47,16 @@ def calib_problems(calib) -> list[str]:
     files = calibration_files(p)
     if not files:
         return [f"--calib {p}: no images ({', '.join(CALIB_SUFFIXES)}) in the folder"]
-    readable = 0
-    for f in files:
+    from ..errors import ImageError
+    from ..runtime.io import read_image
+
+    for f in files:  # one decodable image is enough to start; the others are checked as they are read
         try:
-            with open(f, "rb") as fh:
-                readable += bool(fh.read(1))
-        except OSError:
+            read_image(f)
+            return []
+        except ImageError:
             pass
-    if not readable:
-        return [f"--calib {p}: none of its {len(files)} image files can be read"]
-    return []
+    return [f"--calib {p}: none of its {len(files)} image files can be decoded"]
 
 
 def check_calib_folder(calib) -> Path:

@@ -54,13 +54,11 @@ class Restorer:
     def __init__(self, backend: Backend, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
                  memory_limit: int | None = None):
         self.backend = backend
-        self.tile = tile
-        self.overlap = int(overlap)
+        self.tile, self.overlap = check_tiling(tile, overlap)
+        if memory_limit is not None and (isinstance(memory_limit, bool) or not isinstance(memory_limit, (int, float))
+                                         or not memory_limit > 0):
+            raise ImageError(f"memory_limit must be a positive number of bytes, got {memory_limit!r}")
         self.memory_limit = int(memory_limit or DEFAULT_MEMORY_LIMIT)
-        if self.overlap < 0:
-            raise ImageError(f"overlap must be >= 0, got {overlap}")
-        if tile is not None and tile < 0:
-            raise ImageError(f"tile must be >= 0, got {tile}")
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -120,8 +118,7 @@ class Restorer:
 
     def plan_tile(self, h: int, w: int, tile: int | None = None, overlap: int | None = None) -> tuple[int, int]:
         """(tile, overlap) for an H x W image; tile 0 means one whole-image run."""
-        tile = self.tile if tile is None else tile
-        overlap = self.overlap if overlap is None else int(overlap)
+        tile, overlap = check_tiling(self.tile if tile is None else tile, self.overlap if overlap is None else overlap)
         m = self.size_multiple
         if tile is None:
             if self.estimate_bytes(h, w) <= self.memory_limit:
@@ -158,6 +155,22 @@ class Restorer:
         th, tw = min(tile, h), min(tile, w)
         tiles = [(y0, x0, th, tw) for y0 in tile_starts(h, tile, overlap) for x0 in tile_starts(w, tile, overlap)]
         return blend_tiles(rgb[None], tiles, overlap, self.forward)[0]
+
+
+def check_tiling(tile, overlap) -> tuple[int | None, int]:
+    """``tile`` (None, 0 or a positive size) and ``overlap`` (>= 0) as ints, or a one-line
+    ImageError: the constructor and every per-call value go through here, so no argument can
+    leave a region of the output unwritten."""
+    def whole(v) -> bool:
+        return not isinstance(v, bool) and isinstance(v, (int, np.integer))
+
+    if tile is not None and (not whole(tile) or tile < 0):
+        raise ImageError(f"tile must be None (automatic), 0 (never tile) or a positive number of pixels, got {tile!r}")
+    if not whole(overlap) or overlap < 0:
+        raise ImageError(f"overlap must be a whole number of pixels >= 0, got {overlap!r}")
+    if tile and overlap * 2 >= tile:
+        raise ImageError(f"overlap {overlap} must be less than half the tile size {tile}")
+    return (None if tile is None else int(tile)), int(overlap)
 
 
 def open(path_or_name, **kwargs) -> Restorer:  # noqa: A001 - mirrors Restorer.open

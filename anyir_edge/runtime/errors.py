@@ -4,6 +4,6 @@ Defined in :mod:`anyir_edge.errors` (the engine-file contract, :mod:`anyir_edge.
 raises them too); importable from here."""
 from __future__ import annotations
 
-from ..errors import EngineError, EngineWarning, ImageError
+from ..errors import EngineError, EngineWarning, ImageError, ImageWarning
 
-__all__ = ["EngineError", "EngineWarning", "ImageError"]
+__all__ = ["EngineError", "EngineWarning", "ImageError", "ImageWarning"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ImageError
+from .errors import ImageError, ImageWarning
 
 _INT_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -74,6 +74,12 @@ def prepare(image: np.ndarray, bgr: bool = False) -> Prepared:
     if dtype in _FLOATS:
         if not np.isfinite(rgb).all():
             raise ImageError("image contains NaN or infinite values")
+        top = float(rgb.max())
+        if top > 1.5:  # 0..255 (or 0..65535) values in a float array would all clip to white
+            import warnings
+
+            warnings.warn(f"float image with values up to {top:g}: expected [0, 1] (divide by 255 first); "
+                          "values above 1 are clipped", ImageWarning, stacklevel=3)
         np.clip(rgb, 0.0, 1.0, out=rgb)
     return Prepared(rgb, dtype, image.shape, chans in (0, 1), alpha, swap)
 

@@ -2,6 +2,9 @@
 
 Arrays read here are in OpenCV's channel order (BGR / BGRA / gray) with the file's dtype
 (uint8 or uint16, float32 for EXR/float TIFF); pass ``bgr=True`` to ``Restorer.restore``.
+An EXIF orientation tag is applied on read, as every viewer does (a phone photo stored
+sideways comes back upright), and the written file carries no tag, so it displays the same.
+Images with an alpha channel are read as stored.
 """
 from __future__ import annotations
 
@@ -43,11 +46,33 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
     if data.size == 0:
         raise ImageError(f"{path}: empty file (0 bytes)")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        img = _decode(cv2, data)
+    except cv2.error as e:  # e.g. a header that declares more pixels than OpenCV's limit
+        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+        raise ImageError(f"{path}: cannot decode ({(lines[-1] if lines else 'decoder error')[:160]})") from None
     if img is None:
         raise ImageError(f"{path}: cannot decode: truncated or corrupt file, or not a supported image format")
     if img.size == 0:
         raise ImageError(f"{path}: zero-size image")
+    return img
+
+
+def _decode(cv2, data: np.ndarray):
+    """Decode as stored (IMREAD_UNCHANGED: alpha, 16 bits) but upright: OpenCV applies EXIF
+    orientation only without IMREAD_UNCHANGED, so a file that can carry the tag and has no
+    alpha is decoded with ANYCOLOR | ANYDEPTH, which keeps gray, colour and 16 bits."""
+    oriented = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
+    head = data[:65536].tobytes()
+    if head[:3] == b"\xff\xd8\xff":  # JPEG: no alpha, 8 bits
+        return cv2.imdecode(data, oriented)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    tiff = head[:4] in (b"II*\x00", b"MM\x00*")
+    if img is not None and (tiff or b"Exif\x00\x00" in head) and img.dtype in (np.uint8, np.uint16) and (
+            img.ndim == 2 or img.shape[2] in (1, 3)):
+        up = cv2.imdecode(data, oriented)
+        if up is not None and up.dtype == img.dtype and up.size == img.size:
+            return up
     return img
 
 
@@ -90,4 +115,7 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
         raise ImageError(f"{path}: cannot encode as {suffix} ({msg[:120]})") from None
     if not ok:
         raise ImageError(f"{path}: cannot encode as {suffix}")
-    return atomic_write(path, buf.tobytes())
+    try:
+        return atomic_write(path, buf.tobytes())
+    except OSError as e:  # read-only folder, full disk, ...: nothing half-written is left (atomic)
+        raise ImageError(f"{path}: cannot write ({e.strerror or type(e).__name__})") from None

@@ -95,7 +95,18 @@ def open_backend(path_or_name: str, backend: str | None = None, device: str | No
     """Open an engine (or checkpoint / model name) with the backend its suffix or ``backend`` names."""
     kind = backend_for(path_or_name, backend)
     check_suffix(path_or_name, kind)
-    return get(kind)(str(path_or_name), device=device, threads=threads)
+    engine = get(kind)(str(path_or_name), device=device, threads=threads)
+    if kind != DEFAULT:  # an engine file: does the certificate beside it describe it?
+        from ... import artifact
+
+        why = artifact.certificate_mismatch(path_or_name)
+        if why:
+            import warnings
+
+            from ...errors import EngineWarning
+
+            warnings.warn(f"{path_or_name}: {why}", EngineWarning, stacklevel=3)
+    return engine
 
 
 __all__ = ["Backend", "DEFAULT", "REGISTRY", "backend_for", "canonical", "check_suffix", "choices", "classes",

@@ -92,6 +92,35 @@ def missing_modules(modules) -> list[str]:
     return out
 
 
+def check_signature(path, inputs: list[tuple], outputs: list[tuple], metadata: dict[str, str]) -> None:
+    """Refuse an engine that cannot be an image restorer under the contract (one line), and warn
+    once when it carries no anyir-edge metadata and runs on trust.
+
+    ``inputs`` / ``outputs``: (name, element type, dims) with dims ints for fixed sizes and None
+    for dynamic ones; element type "float32" or the runtime's own name for anything else."""
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise EngineError(f"{path}: not an image-restoration engine: expected 1 input and 1 output, found "
+                          f"{len(inputs)} input(s) {[i[0] for i in inputs]} and {len(outputs)} output(s) "
+                          f"{[o[0] for o in outputs]}")
+    for role, (name, dtype, dims) in (("input", inputs[0]), ("output", outputs[0])):
+        if dtype != "float32":
+            raise EngineError(f"{path}: its {role} {name!r} is {dtype}, the runtime feeds and reads float32 images")
+        if dims is not None and len(dims) != 4:
+            raise EngineError(f"{path}: its {role} {name!r} has {len(dims)} dimensions, expected 4 (N, C, H, W)")
+        if dims is not None and dims[1] not in (None, 3):
+            raise EngineError(f"{path}: its {role} {name!r} has {dims[1]} channels, expected 3 (RGB)")
+    dims = inputs[0][2]
+    if dims is not None and (dims[2] is not None or dims[3] is not None):
+        raise EngineError(f"{path}: its input has a fixed size ({'x'.join(str(d or '?') for d in dims)}); the "
+                          "runtime pads images to the size multiple and needs dynamic H and W (anyir-export "
+                          "writes them; re-export without --static)")
+    if not any(k.startswith(artifact.PREFIX) for k in metadata):
+        import warnings
+
+        warnings.warn(f"{path}: no anyir-edge metadata: running it on trust (NCHW RGB in [0, 1], H and W padded to "
+                      "multiples of 8); export with anyir-export to get a verified engine", EngineWarning, stacklevel=4)
+
+
 class Backend:
     """Base class: ``run`` one padded batch; metadata describes the model.
 

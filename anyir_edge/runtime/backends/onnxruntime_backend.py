@@ -7,7 +7,7 @@ import numpy as np
 
 from ... import artifact
 from ...errors import EngineError
-from .base import Backend, physical_cores
+from .base import Backend, check_signature, physical_cores
 
 
 def _ort_providers(device: str | None, available: list[str], fft: str, options: dict | None = None) -> list:
@@ -87,6 +87,11 @@ class OnnxRuntimeBackend(Backend):
         except Exception as e:  # onnxruntime raises its own exception types
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise EngineError(f"{path}: onnxruntime cannot load it ({first[:200]})") from None
+        def sig(args):
+            return [(a.name, "float32" if a.type == "tensor(float)" else a.type.replace("tensor(", "").rstrip(")"),
+                     None if a.shape is None else [d if isinstance(d, int) else None for d in a.shape]) for a in args]
+
+        check_signature(path, sig(self.session.get_inputs()), sig(self.session.get_outputs()), meta)
         self.input_name = self.session.get_inputs()[0].name
         self.threads = so.intra_op_num_threads
         super().__init__(path, meta)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ... import artifact
 from ...errors import EngineError
-from .base import Backend, physical_cores
+from .base import Backend, check_signature, physical_cores
 
 
 class OpenVINOBackend(Backend):
@@ -30,8 +30,23 @@ class OpenVINOBackend(Backend):
         if not Path(path).is_file():
             raise EngineError(f"{path}: no such OpenVINO IR file")
         core = ov.Core()
-        model = core.read_model(path)
+        try:
+            model = core.read_model(path)
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise EngineError(f"{path}: not a readable OpenVINO IR ({first[:200]})") from None
         meta = artifact.read_openvino(model)
+
+        def sig(ports):
+            out = []
+            for p in ports:
+                shape = p.get_partial_shape()
+                dims = None if shape.rank.is_dynamic else [d.get_length() if d.is_static else None for d in shape]
+                t = p.get_element_type().get_type_name()
+                out.append((p.get_any_name() if p.get_names() else "?", "float32" if t == "f32" else t, dims))
+            return out
+
+        check_signature(path, sig(model.inputs), sig(model.outputs), meta)
         cfg = {"INFERENCE_NUM_THREADS": int(threads or physical_cores())}
         dev = (device or "CPU").upper()
         if dev == "CPU":
