@@ -327,3 +327,33 @@ def test_float_image_in_0_255_warns(engine):
     img = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32) * 255
     with Restorer.open(engine, threads=1) as r, pytest.warns(ImageWarning, match="expected \\[0, 1\\]"):
         r.restore(img)
+
+
+# --------------------------------------------- 7. raw engines take any size (--pad-in-graph)
+def test_pad_in_graph_engine_runs_any_size_in_plain_onnxruntime(tmp_path):
+    """The graph pads with the model's own rule and crops back: a user's own onnxruntime code
+    (no anyir-edge runtime) gets the PyTorch output at odd and tiny sizes."""
+    import onnxruntime as ort
+    import torch
+
+    from anyir_edge.export import export, parity_inputs
+    from anyir_edge.models.base import pad_indices, pad_to_multiple
+
+    for n, m in ((1, 1), (3, 5), (4, 9), (7, 8), (8, 13), (19, 2)):  # the traceable rule is the padding rule
+        x = torch.arange(float(n * m)).view(1, 1, n, m)
+        g = x.index_select(2, pad_indices(torch.tensor(n), 8)).index_select(3, pad_indices(torch.tensor(m), 8))
+        assert torch.equal(g, pad_to_multiple(x, 8))
+    model = perturbed(seed=4)
+    odd = [(n, d, s, img[:37, :53]) for n, d, s, img in parity_inputs(max_side=96)[:2]]
+    res = export(model, to="onnx", output=str(tmp_path / "any.onnx"), threads=1, inputs=odd, pad_in_graph=True,
+                 log=lambda m: None)
+    meta = artifact.read_onnx(res.path)
+    assert meta[artifact.SIZE_MULTIPLE] == "1" and meta[artifact.PAD].startswith("in the graph")
+    assert res.certificate["passed"] and {tuple(r["size"]) for r in res.certificate["inputs"]} == {(37, 53)}
+    sess = ort.InferenceSession(str(res.path), providers=["CPUExecutionProvider"])
+    model.set_fft_mode("fft")
+    for shape in ((1, 3, 1, 1), (1, 3, 5, 7), (2, 3, 37, 53), (1, 3, 64, 64)):
+        x = np.random.default_rng(0).random(shape, dtype=np.float32)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(sess.run(None, {"image": x})[0], ref, atol=5e-5)

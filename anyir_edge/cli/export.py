@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip onnxsim/onnxslim")
     p.add_argument("--static", dest="dynamic", action="store_const", const=False, default=None,
                    help="fixed input shape instead of dynamic batch/height/width")
+    p.add_argument("--pad-in-graph", dest="pad_in_graph", action="store_const", const=True, default=None,
+                   help="onnx/openvino: the engine pads to the size multiple and crops back itself, so it takes any "
+                        "H x W (for ONNX Runtime code, video pipelines and tools that do not pad); its metadata "
+                        "says size_multiple 1 and the certificate checks it at odd sizes")
     p.add_argument("--half", "--fp16", dest="half", action="store_const", const=True, default=None,
                    help="FP16 engine (float32 I/O), LayerNorm/softmax/reductions/q-k normalisation kept in FP32, "
                         "more nodes found by bisection if parity fails; written as NAME-fp16.<suffix>; gate 45 dB")
@@ -82,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                  threshold=args.min_psnr, threads=args.threads, int8=args.int8, calib=args.calib,
                  min_shape=args.min_shape, opt_shape=args.opt_shape, max_shape=args.max_shape,
                  timing_cache=args.timing_cache, data=args.data, quality_limit=args.quality_limit,
-                 search=args.search)
+                 search=args.search, pad_in_graph=args.pad_in_graph)
     s = res.certificate["summary"]
     print(f"{res.path}  fft={res.fft}  parity: PSNR min {s['psnr_min']:.1f} dB, SSIM min {s['ssim_min']:.6f}, "
           f"max abs err {s['max_abs_error']:.2e}  certificate: {res.certificate_path}")

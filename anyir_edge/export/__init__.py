@@ -130,7 +130,8 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: 
            dynamic: bool | None = None, inputs=None, threshold: float | None = None,
            threads: int | None = None, log=_log_default, int8: bool | None = None, calib=None,
            min_shape=None, opt_shape=None, max_shape=None, timing_cache=None, data=None,
-           quality_sets=None, quality_limit: int | None = None, search: bool = True) -> ExportResult:
+           quality_sets=None, quality_limit: int | None = None, search: bool = True,
+           pad_in_graph: bool | None = None) -> ExportResult:
     """Export ``model`` (an AnyIR module, a shipped name or a checkpoint path) ``to`` a format.
 
     Options left as None are defaults; options given for a target that does not accept them
@@ -150,7 +151,8 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: 
     fmt = resolve(to)
     check_flags(fmt, {"fft": fft, "opset": opset, "simplify": simplify, "half": half, "workspace": workspace,
                       "dynamic": dynamic, "int8": int8, "calib": calib, "min_shape": min_shape,
-                      "opt_shape": opt_shape, "max_shape": max_shape, "timing_cache": timing_cache, "data": data})
+                      "opt_shape": opt_shape, "max_shape": max_shape, "timing_cache": timing_cache, "data": data,
+                      "pad_in_graph": pad_in_graph})
     strategy = resolve_fft(fmt, fft, linear=True)  # AnyIR's frequency path is linear
     if opset is not None and opset < 17:
         raise ExportError(f"--opset {opset}: AnyIR needs opset >= 17 (LayerNormalization)")
@@ -201,19 +203,20 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: 
             return _export_trt(net, stem, source, final, work, strategy, opset, trt_settings, inputs, threshold,
                                threads, log)
         return _export(fmt, net, stem, source, final, work, strategy, opset, simplify is not False,
-                       dynamic is not False, inputs, threshold, threads, log, plan)
+                       dynamic is not False, inputs, threshold, threads, log, plan, bool(pad_in_graph))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _export(fmt, net, stem, source, final, work, strategy, opset, do_simplify, dynamic, inputs, threshold, threads,
-            log, plan=None):
+            log, plan=None, pad_in_graph=False):
     from . import onnx_export
 
     onnx_tmp = work / f"{stem}.onnx"
-    log(f"exporting {net.name or stem} to ONNX (fft={strategy}) ...")
-    exporter, opset = onnx_export.trace(net, str(onnx_tmp), strategy, opset=opset, dynamic=dynamic)
-    meta = onnx_export.metadata(net, strategy, exporter, opset, source)
+    log(f"exporting {net.name or stem} to ONNX (fft={strategy}{', padding in the graph' if pad_in_graph else ''}) ...")
+    exporter, opset = onnx_export.trace(net, str(onnx_tmp), strategy, opset=opset, dynamic=dynamic,
+                                        pad_in_graph=pad_in_graph)
+    meta = onnx_export.metadata(net, strategy, exporter, opset, source, pad_in_graph=pad_in_graph)
     info = onnx_export.finalize(str(onnx_tmp), meta, do_simplify=do_simplify, log=log)
     if dynamic and any(not isinstance(d, str) for d in (info["input_dims"][0], *info["input_dims"][2:])):
         raise ExportError(f"the exported graph has static input dims {info['input_dims']} although dynamic axes were asked")

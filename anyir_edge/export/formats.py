@@ -32,7 +32,7 @@ FLAGS = {
     "fft": "--fft", "opset": "--opset", "simplify": "--no-simplify", "half": "--half",
     "workspace": "--workspace", "dynamic": "--static", "int8": "--int8", "calib": "--calib",
     "min_shape": "--min-shape", "opt_shape": "--opt-shape", "max_shape": "--max-shape",
-    "timing_cache": "--timing-cache", "data": "--data",
+    "timing_cache": "--timing-cache", "data": "--data", "pad_in_graph": "--pad-in-graph",
 }
 
 
@@ -53,10 +53,11 @@ class Format:
 
 
 FORMATS: tuple[Format, ...] = (
-    Format("onnx", (), ".onnx", frozenset({"fft", "opset", "simplify", "dynamic", "half", "int8", "calib", "data"}),
+    Format("onnx", (), ".onnx",
+           frozenset({"fft", "opset", "simplify", "dynamic", "half", "int8", "calib", "data", "pad_in_graph"}),
            ("fold", "matmul", "dft"), False, "ONNX (opset >= 17), dynamic batch/height/width; --fp16, --int8"),
     Format("openvino", ("ov", "openvino_ir"), ".xml",
-           frozenset({"fft", "opset", "simplify", "dynamic", "half", "int8", "calib", "data"}),
+           frozenset({"fft", "opset", "simplify", "dynamic", "half", "int8", "calib", "data", "pad_in_graph"}),
            ("fold", "matmul"), False, "OpenVINO IR (.xml + .bin), converted from the verified ONNX"),
     Format("trt", ("engine", "tensorrt"), ".engine",
            frozenset({"fft", "opset", "half", "workspace", "int8", "calib", "min_shape", "opt_shape", "max_shape",

@@ -35,15 +35,40 @@ class _Padded(torch.nn.Module):
         return self.model.forward_padded(x)
 
 
-def metadata(model, fft: str, exporter: str, opset: int, source: str | None) -> dict[str, str]:
+class _Whole(torch.nn.Module):
+    """The model with its padding and cropping in the graph (``--pad-in-graph``): any H, W >= 1,
+    padded by :func:`anyir_edge.models.base.pad_indices` (the same rule as the runtime's) with
+    shape arithmetic the exporter keeps dynamic, then ``forward_padded``, then cropped back."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        from ..models.base import pad_indices
+
+        shape = torch._shape_as_tensor(x)
+        h, w = shape[2], shape[3]
+        m = self.model.size_multiple
+        xp = x.index_select(2, pad_indices(h, m)).index_select(3, pad_indices(w, m))
+        return self.model.forward_padded(xp)[:, :, :h, :w]
+
+
+def metadata(model, fft: str, exporter: str, opset: int, source: str | None,
+             pad_in_graph: bool = False) -> dict[str, str]:
+    """The engine's metadata (:mod:`anyir_edge.artifact`).  With the padding in the graph the
+    engine takes any H and W: its ``size_multiple`` is 1, so runtimes do not pad."""
     from .. import __version__
 
+    io = artifact.describe_io(1 if pad_in_graph else model.size_multiple)
+    if pad_in_graph:
+        io[artifact.PAD] = f"in the graph: {artifact.PAD_RULE.replace('size_multiple', str(model.size_multiple))}"
     return {
         artifact.FORMAT: "1",
         artifact.NAME: model.name or type(model).arch,
         artifact.ARCH: type(model).arch,
         artifact.CONFIG: json.dumps(model.config.to_dict()),
-        **artifact.describe_io(model.size_multiple),
+        **io,
         artifact.FFT: fft,
         artifact.EXPORTER: exporter,
         artifact.OPSET: str(opset),
@@ -54,7 +79,8 @@ def metadata(model, fft: str, exporter: str, opset: int, source: str | None) -> 
     }
 
 
-def trace(model, path: str, fft: str, opset: int | None = None, dynamic: bool = True) -> tuple[str, int]:
+def trace(model, path: str, fft: str, opset: int | None = None, dynamic: bool = True,
+          pad_in_graph: bool = False) -> tuple[str, int]:
     """Write the raw exported graph of ``model`` in its architecture's deploy form
     (:attr:`anyir_edge.models.base.Architecture.deploy`) to ``path``; returns (exporter, opset)."""
     from ..models import get_architecture
@@ -69,7 +95,7 @@ def trace(model, path: str, fft: str, opset: int | None = None, dynamic: bool = 
             warnings.simplefilter("ignore")
             try:
                 torch.onnx.export(
-                    _Padded(model), (x,), path, dynamo=False, opset_version=opset,
+                    (_Whole if pad_in_graph else _Padded)(model), (x,), path, dynamo=False, opset_version=opset,
                     input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                     dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if dynamic else None,
                     do_constant_folding=True,
@@ -78,6 +104,9 @@ def trace(model, path: str, fft: str, opset: int | None = None, dynamic: bool = 
                 raise ExportError(f"TorchScript ONNX export failed ({first_line(e)})") from None
         return "torchscript", opset
     if fft == "dft":
+        if pad_in_graph:
+            raise ExportError("--pad-in-graph works with --fft fold or matmul (the dynamo exporter's shapes are "
+                              "multiples of the size multiple)")
         opset = opset or 18
         try:
             import onnxscript  # noqa: F401  (the dynamo exporter's graph builder)

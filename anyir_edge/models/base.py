@@ -124,6 +124,16 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return x
 
 
+def pad_indices(n: torch.Tensor, multiple: int) -> torch.Tensor:
+    """The row (or column) indices :func:`pad_to_multiple` reads for a side of length ``n`` (a
+    0-dim integer tensor): ``0..n-1``, then the reflected rows, or the last row repeated when the
+    side is not longer than its pad.  Pure tensor arithmetic, so an exported graph gathers with
+    it at any size (``--pad-in-graph``)."""
+    p = (multiple - n % multiple) % multiple
+    i = torch.arange(n + p)
+    return torch.where(i < n, i, torch.where(p < n, 2 * (n - 1) - i, n - 1))
+
+
 class FrequencyPath(nn.Module):
     """Base of every module with a switchable frequency path (``fft_mode``)."""
 
