@@ -38,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--static", dest="dynamic", action="store_const", const=False, default=None,
                    help="fixed input shape instead of dynamic batch/height/width")
     p.add_argument("--pad-in-graph", dest="pad_in_graph", action="store_const", const=True, default=None,
-                   help="onnx/openvino: the engine pads to the size multiple and crops back itself, so it takes any "
-                        "H x W (for ONNX Runtime code, video pipelines and tools that do not pad); its metadata "
-                        "says size_multiple 1 and the certificate checks it at odd sizes")
+                   help="onnx/openvino (the default): the engine pads to the size multiple and crops back itself, "
+                        "so it takes any H x W, also in code that runs the raw .onnx; its metadata says "
+                        "size_multiple 1 and the certificate checks it at odd sizes; it costs nothing measurable")
+    p.add_argument("--no-pad-in-graph", dest="pad_in_graph", action="store_const", const=False,
+                   help="the graph takes H and W that are multiples of 8 only; the runtime pads (smaller graph)")
     p.add_argument("--half", "--fp16", dest="half", action="store_const", const=True, default=None,
                    help="FP16 engine (float32 I/O), LayerNorm/softmax/reductions/q-k normalisation kept in FP32, "
                         "more nodes found by bisection if parity fails; written as NAME-fp16.<suffix>; gate 45 dB")

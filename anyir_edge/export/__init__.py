@@ -145,8 +145,9 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: 
     :mod:`anyir_edge.export.precision`; the file is NAME-fp16 / NAME-int8 unless ``output`` names
     a file; ``search`` False skips the bisection / dynamic fallback; ``data`` (a data root) adds
     the PSNR-vs-ground-truth gate on ``quality_sets`` (default CBSD68 sigma 25 and Rain100L,
-    ``quality_limit`` images each).  Raises :class:`ExportError` / :class:`ParityError` with
-    one-line messages.
+    ``quality_limit`` images each).  ``pad_in_graph`` (ONNX / OpenVINO; default on, off for
+    ``--fft dft`` and ``--static``): the engine pads and crops itself and takes any H x W.
+    Raises :class:`ExportError` / :class:`ParityError` with one-line messages.
     """
     fmt = resolve(to)
     check_flags(fmt, {"fft": fft, "opset": opset, "simplify": simplify, "half": half, "workspace": workspace,
@@ -202,6 +203,8 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, opset: 
         if trt_settings is not None:
             return _export_trt(net, stem, source, final, work, strategy, opset, trt_settings, inputs, threshold,
                                threads, log)
+        if pad_in_graph is None:  # the default: it costs nothing measurable (benchmarks/results/pad_in_graph.md)
+            pad_in_graph = dynamic is not False and strategy != "dft"
         return _export(fmt, net, stem, source, final, work, strategy, opset, simplify is not False,
                        dynamic is not False, inputs, threshold, threads, log, plan, bool(pad_in_graph))
     finally:
