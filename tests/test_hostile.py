@@ -292,7 +292,7 @@ def test_an_engine_without_our_metadata_runs_on_trust_with_one_warning(tmp_path)
 # ------------------------------------------------------------------- 8. smaller ones
 @pytest.mark.parametrize("main,argv,match", [
     (restore_cli.main, ["x.png", "-o", "o", "--threads", "-1"], "--threads: must be >= 1"),
-    (restore_cli.main, ["x.png", "-o", "o", "--memory-limit", "-1"], "--memory-limit: must be > 0"),
+    (restore_cli.main, ["x.png", "-o", "o", "--memory-limit", "-1"], "--memory-limit: must be > 0 and finite"),
     (restore_cli.main, ["x.png", "-o", "o", "--tile", "abc"], "--tile: expected a whole number"),
     (restore_cli.main, ["x.png", "-o", "o", "--bogus"], "unrecognized arguments: --bogus"),
     (bench_cli.main, ["--size", "0"], "sizes must be between 8 and 8192"),
