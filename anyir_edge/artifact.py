@@ -145,6 +145,11 @@ def engine_files(engine_path) -> list[Path]:
     return [p, p.with_suffix(".bin")] if p.suffix.lower() == ".xml" else [p]
 
 
+def engine_size_mb(engine_path) -> float:
+    """Size of :func:`engine_files` in MiB (the files that exist)."""
+    return sum(f.stat().st_size for f in engine_files(engine_path) if f.exists()) / 2**20
+
+
 def engine_sha256(engine_path) -> str:
     """SHA-256 over the bytes of :func:`engine_files` (what a certificate's ``engine_sha256`` records)."""
     import hashlib

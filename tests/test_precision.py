@@ -310,8 +310,10 @@ def test_openvino_int8_through_the_qdq_graph(nncf, ckpt, small_inputs, calib_dir
     pytest.importorskip("openvino")
     import openvino as ov
 
-    monkeypatch.setattr(P, "nncf_available", lambda: nncf != "missing")
-    monkeypatch.setattr(P, "openvino_int8_transform", _zeros_ir_transform)
+    from anyir_edge.export.precision import openvino as P_openvino
+
+    monkeypatch.setattr(P_openvino, "nncf_available", lambda: nncf != "missing")
+    monkeypatch.setattr(P_openvino, "openvino_int8_transform", _zeros_ir_transform)
     logs = []
     res = export(str(ckpt), to="openvino", int8=True, calib=str(calib_dir), output=str(tmp_path), threads=1,
                  inputs=small_inputs, log=logs.append)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import DEFAULT_MODEL
+from ..artifact import engine_size_mb
 from ..errors import AnyIRError, first_line
 from ..fsutil import atomic_path
 from ..export import PARITY_GATES_DB, ParityError
@@ -251,7 +252,7 @@ class Bench:
                     row.update(status="export failed", reason=err)
                 else:
                     bar.set_postfix_str(f"{backend} {precision} {size}: run")
-                    row["artifact_mb"] = artifact_size_mb(artifact)
+                    row["artifact_mb"] = engine_size_mb(artifact)
                     res = self.run(backend, artifact, size, inputs[size])
                     if "error" in res:
                         row.update(status="run failed", reason=res["error"])
@@ -274,13 +275,6 @@ class Bench:
     def close(self) -> None:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def artifact_size_mb(path: Path) -> float:
-    files = [path]
-    if path.suffix == ".xml":
-        files.append(path.with_suffix(".bin"))
-    return sum(f.stat().st_size for f in files if f.exists()) / 2**20
 
 
 def markdown(rows: list[dict], env: dict | None = None) -> str:
