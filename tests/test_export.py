@@ -219,7 +219,7 @@ def test_gate_fails_on_corrupted_engine(fold_export, ckpt, tmp_path):
 
 def test_export_rejects_engine_below_gate(fold_export, ckpt, tmp_path, monkeypatch):
     """An export whose engine misses the gate never lands at NAME.onnx."""
-    def corrupted_trace(model, path, fft, opset=None, dynamic=True):
+    def corrupted_trace(model, path, fft, opset=None, dynamic=True, pad_in_graph=False):
         _corrupt(fold_export.path, path)
         return "torchscript", 17
 
@@ -239,7 +239,7 @@ def test_export_rejects_engine_below_gate(fold_export, ckpt, tmp_path, monkeypat
 
 
 def test_cli_gate_exit_code(fold_export, ckpt, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(onnx_export, "trace", lambda model, path, fft, opset=None, dynamic=True:
+    monkeypatch.setattr(onnx_export, "trace", lambda model, path, fft, opset=None, dynamic=True, pad_in_graph=False:
                         (_corrupt(fold_export.path, path), ("torchscript", 17))[1])
     from anyir_edge.cli import export as cli_export
 

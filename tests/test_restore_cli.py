@@ -55,7 +55,7 @@ def test_bad_input_corpus(corpus, ckpt, tmp_path, capsys):
     rc, stdout, err = restore([corpus, "-o", out, "--model", ckpt, "-q"], capsys)
     assert rc == 1
     failures = [e for e in err if e.startswith("anyir-restore: error: ")]
-    assert len(failures) == 3 and err[-1] == "anyir-restore: 3 input(s) failed"
+    assert len(failures) == 3 and err[-1] == "anyir-restore: 3 of 9 input(s) failed"
     by_name = {name: [f for f in failures if name in f] for name in ("truncated.png", "empty.png", "text.jpg")}
     assert all(len(v) == 1 for v in by_name.values()), failures
     assert "empty file" in by_name["empty.png"][0]
@@ -64,7 +64,7 @@ def test_bad_input_corpus(corpus, ckpt, tmp_path, capsys):
     # the failures wrote nothing, the rest all restored, no temporary files
     assert sorted(p.name for p in out.iterdir()) == ["deep16.png", "good.png", "gray.png", "one.png",
                                                      "photo.jpg", "rgba.png"]
-    assert "restored 6 image(s)" in stdout
+    assert "restored 6 of 9 image(s)" in stdout
 
 
 def test_formats_kept(corpus, ckpt, tmp_path, capsys):

@@ -180,17 +180,28 @@ def file_error(src: Path, e: BaseException) -> str:
 
 
 def check_writable(folders) -> None:
-    """Create the output folders and make sure a file can be written there: a read-only or
+    """Make sure files can be written in the output folders, without creating them yet (a model
+    that then fails to load leaves nothing behind): an existing folder gets a probe file, a
+    missing one needs its nearest existing parent to be a writable folder.  A read-only or
     unreachable output is one error before any work, not one per image after the model loaded."""
     import tempfile
 
     for folder in sorted(folders, key=str):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".anyir-restore-", suffix=".probe"):
-                pass
+            if folder.is_dir():
+                with tempfile.NamedTemporaryFile(dir=folder, prefix=".anyir-restore-", suffix=".probe"):
+                    pass
+                continue
+            parent = folder
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent
+            if not parent.is_dir():
+                raise NotADirectoryError(20, "Not a directory", str(parent))
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied", str(parent))
         except OSError as e:
-            raise AnyIRError(f"-o {folder}: cannot write there ({e.strerror or type(e).__name__})") from None
+            raise AnyIRError(f"-o {folder}: cannot write there ({e.strerror or type(e).__name__}"
+                             f"{': ' + str(e.filename) if e.filename and str(e.filename) != str(folder) else ''})") from None
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ def quality_gate(engine_path, model, precision: str, data_root, sets=QUALITY_SET
     """PSNR against ground truth of the engine and of the PyTorch FP32 model on ``sets``
     (:mod:`anyir_edge.eval` protocol); passes when no set drops more than ``max_drop_db``
     (default :data:`QUALITY_DROP_DB` of ``precision``).  ``sets`` may name folders with lq/ and gt/."""
-    from ..errors import AnyIRError
-    from ..eval import evaluate, resolve_sets
-    from ..runtime import Restorer
-    from ..runtime import backends
+    from ...errors import AnyIRError
+    from ...eval import evaluate, resolve_sets
+    from ...runtime import Restorer
+    from ...runtime import backends
 
     limit_db = QUALITY_DROP_DB.get(precision, 0.0) if max_drop_db is None else float(max_drop_db)
     try:

@@ -51,14 +51,19 @@ def quantized_nodes(model, op_types=INT8_OP_TYPES) -> list[str]:
     return out
 
 
+# ops that only move or select data (the in-graph padding's gathers and the crop's slice)
+_MOVES = ("Gather", "Slice", "Pad", "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze")
+
+
 def int8_rule_float_nodes(model, op_types=INT8_OP_TYPES) -> dict[str, str]:
     """Compute nodes (``op_types``) that static INT8 leaves in float by rule, name -> why.
 
-    - the node reading the image (a graph input): hazy and dark inputs are low-contrast, and the
-      network amplifies the error of quantizing them to the calibration range's grid (on
-      AnyIR-tiny, quantizing only the first convolution costs a hazy photo 25 dB of parity);
+    - the node reading the image (a graph input, directly or through the in-graph padding's
+      data movement): hazy and dark inputs are low-contrast, and the network amplifies the
+      error of quantizing them to the calibration range's grid (on AnyIR-tiny, quantizing only
+      the first convolution costs a hazy photo 25 dB of parity);
     - the node writing the output (its result reaches a graph output directly or through one Add,
-      the global residual): its error lands in the image unfiltered;
+      the global residual, and the in-graph crop): its error lands in the image unfiltered;
     - nodes whose input is the product of two activations (``Mul``; the gated feed-forward
       network's ``gelu(a) * b``): heavy-tailed, so a per-tensor 8-bit range keeps 11-18 dB of
       its signal where other inputs keep about 40 dB (ORT ``qdq_loss_debug``).
@@ -74,13 +79,27 @@ def int8_rule_float_nodes(model, op_types=INT8_OP_TYPES) -> dict[str, str]:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
 
-    def writes_output(n) -> bool:
-        for o in n.output:
-            if o in outputs:
+    def reaches_output(name: str, adds: int = 1) -> bool:
+        """``name`` is a graph output, or becomes one through data movement (the crop) and at
+        most ``adds`` Add nodes (the global residual)."""
+        if name in outputs:
+            return True
+        for c in consumers.get(name, []):
+            if c.op_type in _MOVES and c.input and c.input[0] == name and any(reaches_output(o, adds) for o in c.output):
                 return True
-            if any(c.op_type == "Add" and set(c.output) & outputs for c in consumers.get(o, [])):
+            if c.op_type == "Add" and adds and any(reaches_output(o, adds - 1) for o in c.output):
                 return True
         return False
+
+    def writes_output(n) -> bool:
+        return any(reaches_output(o) for o in n.output)
+
+    def from_input(name: str) -> bool:
+        """``name`` is a graph input, or data moved from one (the in-graph padding's gathers)."""
+        if name in inputs:
+            return True
+        prod = producers.get(name)
+        return prod is not None and prod.op_type in _MOVES and bool(prod.input) and from_input(prod.input[0])
 
     rules = {}
     for n in model.graph.node:
@@ -88,7 +107,7 @@ def int8_rule_float_nodes(model, op_types=INT8_OP_TYPES) -> dict[str, str]:
             continue
         act = n.input[0]
         prod = producers.get(act)
-        if act in inputs:
+        if from_input(act):
             rules[n.name] = "reads the image"
         elif writes_output(n):
             rules[n.name] = "writes the output"

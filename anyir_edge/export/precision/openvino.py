@@ -68,7 +68,7 @@ def convert_openvino(onnx_path, xml_path, meta: dict[str, str], precision: str, 
     float by bisection judged on OpenVINO's own execution), which OpenVINO converts to
     FakeQuantize and runs with its INT8 kernels.  On AnyIR the NNCF graph loses parity in the CPU
     plugin's INT8 execution while the Q/DQ graph keeps it (``benchmarks/openvino_int8_check.py``)."""
-    from .openvino_export import convert
+    from ..openvino_export import convert
 
     if precision == "fp16":
         meta = {**meta, META_PREFIX + "precision": "fp16"}

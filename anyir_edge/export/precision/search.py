@@ -30,8 +30,8 @@ class ParityProbe:
         self.evals = 0
 
     def __call__(self, engine_path) -> float:
-        from ..runtime import EngineWarning, Restorer
-        from .parity import psnr
+        from ...runtime import EngineWarning, Restorer
+        from ..parity import psnr
 
         self.evals += 1
         try:
