@@ -64,6 +64,11 @@ def models(tmp_path_factory):
     meta = onnx_export.metadata(m, "fold", exporter, opset, None)
     onnx_export.finalize(str(onnx_path), meta)
     out = {"onnxruntime": onnx_path}
+    # the default export: padding in the graph, size_multiple 1
+    graph = d / "anyir-tiny-graphpad.onnx"
+    exporter, opset = onnx_export.trace(m, str(graph), "fold", pad_in_graph=True)
+    onnx_export.finalize(str(graph), onnx_export.metadata(m, "fold", exporter, opset, None, pad_in_graph=True))
+    out["onnxruntime-graphpad"] = graph
     try:
         import openvino  # noqa: F401
 
@@ -128,6 +133,8 @@ CASES = [
     ("onnxruntime", "kite_251x333.png", None, None),
     ("onnxruntime", "kite_251x333.png", 64, 16),
     ("onnxruntime", "crop_3x5", None, None),
+    ("onnxruntime-graphpad", "kite_251x333.png", None, None),
+    ("onnxruntime-graphpad", "kite_251x333.png", 64, 16),
     ("openvino", "kite_251x333.png", None, None),
     ("openvino", "wood_160x160.png", 64, 16),
 ]
@@ -189,6 +196,25 @@ def test_app_errors_are_one_line(build, models, tmp_path):
         errors = [line for line in p.stderr.splitlines() if "error:" in line]
         assert len(errors) == 1 and part in errors[0], p.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+def test_app_warns_when_the_certificate_describes_another_engine(build, models, tmp_path):
+    """NAME.parity.json records the engine's SHA-256: the C++ app checks it as Python does."""
+    import json
+    import shutil
+
+    from anyir_edge import artifact
+
+    eng = tmp_path / "m.onnx"
+    shutil.copy(models["onnxruntime"], eng)
+    app, src = build / "anyir-restore-cpp", ASSETS / "fallenleaf_96x96.png"
+    for digest, warns in ((artifact.engine_sha256(eng), False), ("0" * 64, True)):
+        artifact.certificate_path(eng).write_text(json.dumps({"engine": eng.name, "engine_sha256": digest}))
+        p = subprocess.run([str(app), str(src), str(tmp_path / "o.png"), "--model", str(eng), "-q"],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        warnings = [ln for ln in p.stderr.splitlines() if "warning:" in ln]
+        assert len(warnings) == int(warns) and (not warns or "was made for another engine file" in warnings[0])
 
 
 def test_bench_profile_groups_libraries_by_side():

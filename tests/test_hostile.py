@@ -357,3 +357,31 @@ def test_pad_in_graph_engine_runs_any_size_in_plain_onnxruntime(tmp_path):
         with torch.no_grad():
             ref = model(torch.from_numpy(x)).numpy()
         np.testing.assert_allclose(sess.run(None, {"image": x})[0], ref, atol=5e-5)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_colour_profile_and_exif_travel_to_the_output(engine, tmp_path, capsys, suffix):
+    """A phone photo's ICC profile and EXIF (camera, date) are kept in a JPEG / PNG output, with
+    the orientation tag reset to 1 (the pixels were turned upright on read)."""
+    Image = pytest.importorskip("PIL.Image")
+    ImageCms = pytest.importorskip("PIL.ImageCms")
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    a = (np.random.default_rng(0).random((24, 40, 3)) * 255).astype(np.uint8)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    exif[0x010F] = "ACME phones"  # Make
+    src = tmp_path / f"phone{suffix}"
+    im.save(src, exif=exif.tobytes(), icc_profile=icc)
+    rc, _, err = _cli(restore_cli.main, [src, "-o", tmp_path / "o", "--model", engine, "--threads", "1", "-q"],
+                      capsys)
+    assert rc == 0, err
+    with Image.open(tmp_path / "o" / src.name) as out:
+        assert out.size == (24, 40)  # upright: width 24, height 40
+        assert out.info.get("icc_profile") == icc
+        tags = out.getexif()
+        assert tags.get(0x010F) == "ACME phones" and tags.get(0x0112) == 1
+    # a format that cannot hold them gets the pixels only, and no error
+    rc, _, _ = _cli(restore_cli.main, [src, "-o", tmp_path / "b", "--ext", "bmp", "--model", engine, "--threads", "1",
+                                       "-q"], capsys)
+    assert rc == 0 and (tmp_path / "b" / "phone.bmp").is_file()

@@ -113,7 +113,7 @@ def plan_outputs(files: list[Path], output: str, ext: str | None) -> tuple[list[
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..runtime import Restorer
-    from ..runtime.io import read_image, write_image
+    from ..runtime.io import read_image, read_metadata, write_image
 
     prog = "anyir-restore"
     files, errors = expand_inputs(args.inputs)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha (rare decoders)
                 raise AnyIRError(f"{src}: 2-channel images are not supported")
             out = restorer.restore(img, bgr=img.ndim == 3 and img.shape[2] in (3, 4))
-            write_image(dst, out)
+            write_image(dst, out, metadata=read_metadata(src))
             done += 1
         except Exception as e:  # one line per file, whatever failed; the batch goes on
             tqdm.write(f"{prog}: error: {file_error(src, e)}", file=sys.stderr)

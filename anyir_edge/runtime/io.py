@@ -3,8 +3,12 @@
 Arrays read here are in OpenCV's channel order (BGR / BGRA / gray) with the file's dtype
 (uint8 or uint16, float32 for EXR/float TIFF); pass ``bgr=True`` to ``Restorer.restore``.
 An EXIF orientation tag is applied on read, as every viewer does (a phone photo stored
-sideways comes back upright), and the written file carries no tag, so it displays the same.
-Images with an alpha channel are read as stored.
+sideways comes back upright). Images with an alpha channel are read as stored.
+
+:func:`read_metadata` / ``write_image(..., metadata=)`` carry a photo's colour profile (ICC) and
+EXIF into a JPEG or PNG output (spliced into the encoded file, the pixels are not re-encoded),
+with the orientation tag reset to 1 because the pixels are already upright.  Other output
+formats get the pixels only.  Reading the metadata needs Pillow (absent: nothing is carried).
 """
 from __future__ import annotations
 
@@ -68,8 +72,8 @@ def _decode(cv2, data: np.ndarray):
         return cv2.imdecode(data, oriented)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     tiff = head[:4] in (b"II*\x00", b"MM\x00*")
-    if img is not None and (tiff or b"Exif\x00\x00" in head) and img.dtype in (np.uint8, np.uint16) and (
-            img.ndim == 2 or img.shape[2] in (1, 3)):
+    exif = tiff or b"Exif\x00\x00" in head or b"eXIf" in head  # JPEG/WebP APP1, PNG eXIf chunk, TIFF IFD
+    if img is not None and exif and img.dtype in (np.uint8, np.uint16) and (img.ndim == 2 or img.shape[2] in (1, 3)):
         up = cv2.imdecode(data, oriented)
         if up is not None and up.dtype == img.dtype and up.size == img.size:
             return up
@@ -102,8 +106,70 @@ def adapt_for_format(img: np.ndarray, suffix: str) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
-    """Encode ``img`` (OpenCV channel order) by the suffix of ``path`` and write it atomically."""
+def read_metadata(path: str | os.PathLike) -> dict[str, bytes]:
+    """The ICC profile (``icc``) and EXIF (``exif``, orientation reset to 1) of an image file; {}
+    when it has none, cannot be parsed, or Pillow is not installed.  Reads the header only."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return {}
+    out: dict[str, bytes] = {}
+    try:
+        with Image.open(path) as im:
+            icc = im.info.get("icc_profile")
+            if icc:
+                out["icc"] = bytes(icc)
+            exif = im.getexif()
+            if len(exif):
+                if 0x0112 in exif:
+                    exif[0x0112] = 1
+                data = exif.tobytes()
+                out["exif"] = data[6:] if data.startswith(b"Exif\x00\x00") else data
+    except Exception:  # a file Pillow cannot parse keeps no metadata; the pixels come from OpenCV
+        return {}
+    return out
+
+
+def _splice_jpeg(buf: bytes, meta: dict[str, bytes]) -> bytes:
+    """APP1 (Exif) and APP2 (ICC_PROFILE, in chunks) inserted after the SOI marker."""
+    segs = []
+    exif = meta.get("exif")
+    if exif and len(exif) + 8 <= 0xFFFF:
+        payload = b"Exif\x00\x00" + exif
+        segs.append(b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload)
+    icc = meta.get("icc")
+    if icc:
+        size = 0xFFFF - 2 - 14
+        chunks = [icc[i:i + size] for i in range(0, len(icc), size)]
+        if len(chunks) < 256:
+            for n, c in enumerate(chunks, 1):
+                payload = b"ICC_PROFILE\x00" + bytes([n, len(chunks)]) + c
+                segs.append(b"\xff\xe2" + (len(payload) + 2).to_bytes(2, "big") + payload)
+    return buf[:2] + b"".join(segs) + buf[2:] if segs and buf[:2] == b"\xff\xd8" else buf
+
+
+def _splice_png(buf: bytes, meta: dict[str, bytes]) -> bytes:
+    """iCCP and eXIf chunks inserted after IHDR (before any image data, as the PNG spec asks)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    if buf[:8] != b"\x89PNG\r\n\x1a\n" or buf[12:16] != b"IHDR":
+        return buf
+    end_ihdr = 8 + 8 + int.from_bytes(buf[8:12], "big") + 4
+    extra = b""
+    if meta.get("icc"):
+        extra += chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(meta["icc"]))
+    if meta.get("exif"):
+        extra += chunk(b"eXIf", meta["exif"])
+    return buf[:end_ihdr] + extra + buf[end_ihdr:]
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray, metadata: dict[str, bytes] | None = None) -> Path:
+    """Encode ``img`` (OpenCV channel order) by the suffix of ``path`` and write it atomically;
+    ``metadata`` (:func:`read_metadata`) is carried into JPEG and PNG files."""
     cv2 = _cv2()
     path = Path(path)
     suffix = path.suffix.lower()
@@ -115,7 +181,13 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
         raise ImageError(f"{path}: cannot encode as {suffix} ({msg[:120]})") from None
     if not ok:
         raise ImageError(f"{path}: cannot encode as {suffix}")
+    data = buf.tobytes()
+    if metadata:
+        if suffix in (".jpg", ".jpeg"):
+            data = _splice_jpeg(data, metadata)
+        elif suffix == ".png":
+            data = _splice_png(data, metadata)
     try:
-        return atomic_write(path, buf.tobytes())
+        return atomic_write(path, data)
     except OSError as e:  # read-only folder, full disk, ...: nothing half-written is left (atomic)
         raise ImageError(f"{path}: cannot write ({e.strerror or type(e).__name__})") from None

@@ -40,6 +40,7 @@ command -v g++ >/dev/null || missing+=(g++)
 command -v make >/dev/null || missing+=(make)
 [[ -f /usr/include/stb/stb_image.h && -f /usr/include/stb/stb_image_write.h ]] || missing+=(libstb-dev)
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
+[[ -f /usr/include/openssl/evp.h ]] || missing+=(libssl-dev)  # SHA-256 of engines (the certificate check)
 if ((${#missing[@]})); then
   if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
     say "installing missing build tools with apt-get: ${missing[*]}"

@@ -127,6 +127,7 @@ int main(int argc, char** argv) {
       for (size_t k = 0; k < rgb.size(); ++k) rgbf[k] = static_cast<float>(rgb[k]) * scale;
     }
     const anyir::Restorer r(model, opt);
+    for (const auto& w : r.warnings()) std::cerr << kProg << ": warning: " << w << "\n";
     int tile = 0, overlap = 0;
     r.plan_tile(w, h, &tile, &overlap);
     anyir::Image8 o8;

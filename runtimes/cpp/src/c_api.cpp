@@ -91,6 +91,18 @@ int anyir_restore_f32(const anyir_restorer* r, const float* src, int width, int 
 
 int anyir_size_multiple(const anyir_restorer* r) { return r ? r->r.size_multiple() : -1; }
 
+namespace {
+// a NUL-terminated copy of v into buf (truncated to buf_size - 1); returns v's length
+int copy_out(const std::string& v, char* buf, size_t buf_size) {
+  if (buf && buf_size) {
+    const size_t n = std::min(v.size(), buf_size - 1);
+    std::memcpy(buf, v.data(), n);
+    buf[n] = '\0';
+  }
+  return static_cast<int>(v.size());
+}
+}  // namespace
+
 int anyir_metadata(const anyir_restorer* r, const char* key, char* buf, size_t buf_size) {
   if (!r || !key) return -1;
   const std::string v = r->r.metadata(key);
@@ -100,12 +112,16 @@ int anyir_metadata(const anyir_restorer* r, const char* key, char* buf, size_t b
       if (k == key || k == std::string(anyir::detail::keys::kPrefix) + key) present = true;
   }
   if (!present) return -1;
-  if (buf && buf_size) {
-    const size_t n = std::min(v.size(), buf_size - 1);
-    std::memcpy(buf, v.data(), n);
-    buf[n] = '\0';
-  }
-  return static_cast<int>(v.size());
+  return copy_out(v, buf, buf_size);
+}
+
+int anyir_warning_count(const anyir_restorer* r) { return r ? static_cast<int>(r->r.warnings().size()) : -1; }
+
+int anyir_warning(const anyir_restorer* r, int i, char* buf, size_t buf_size) {
+  if (!r) return -1;
+  const auto w = r->r.warnings();
+  if (i < 0 || static_cast<size_t>(i) >= w.size()) return -1;
+  return copy_out(w[static_cast<size_t>(i)], buf, buf_size);
 }
 
 const char* anyir_last_error(void) { return g_last_error.c_str(); }

@@ -19,6 +19,10 @@ constexpr const char* kMetaPrefix = keys::kPrefix;
 
 [[noreturn]] void fail(ErrorCode code, const std::string& message);
 
+// "" when the parity certificate beside the engine describes it (or there is none); else a
+// one-line warning (certificate.cpp)
+std::string certificate_warning(const std::string& engine_path);
+
 // One engine: runs the network *without* padding on float32 NCHW RGB (batch 1) whose H and W
 // are multiples of size_multiple; returns the same shape.  Calls are serialised by Restorer.
 class Engine {

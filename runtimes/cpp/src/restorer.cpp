@@ -149,6 +149,7 @@ struct Restorer::Impl {
   int tile = kAutoTile, overlap = 32;
   long long memory_limit = 0;
   double bytes_per_pixel = 0;
+  std::vector<std::string> warnings;
 
   std::string meta(const std::string& key) const {
     const auto it = engine->metadata.find(key);
@@ -338,7 +339,11 @@ Restorer::Restorer(const std::string& model_path, const Options& options) : impl
   if (d.memory_limit <= 0) d.memory_limit = static_cast<long long>(1024.0 * 1048576.0);
   d.bytes_per_pixel =
       d.engine->bytes_per_pixel_per_dim() * detail::config_number(d.meta(keys::kConfig), "dim", 32.0);
+  const std::string cert = detail::certificate_warning(model_path);
+  if (!cert.empty()) d.warnings.push_back(cert);
 }
+
+std::vector<std::string> Restorer::warnings() const { return impl_->warnings; }
 
 Restorer::~Restorer() = default;
 Restorer::Restorer(Restorer&&) noexcept = default;

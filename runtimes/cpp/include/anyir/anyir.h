@@ -69,6 +69,10 @@ ANYIR_API int anyir_size_multiple(const anyir_restorer* restorer);
 /* Copies a NUL-terminated metadata value ("anyir_edge.<key>" or <key>) into buf; returns its
  * length (excluding NUL), or -1 if absent.  Truncates to buf_size - 1. */
 ANYIR_API int anyir_metadata(const anyir_restorer* restorer, const char* key, char* buf, size_t buf_size);
+/* Number of one-line warnings found at open (see Restorer::warnings); anyir_warning copies the
+ * i-th into buf like anyir_metadata (returns its length, -1 when i is out of range). */
+ANYIR_API int anyir_warning_count(const anyir_restorer* restorer);
+ANYIR_API int anyir_warning(const anyir_restorer* restorer, int i, char* buf, size_t buf_size);
 ANYIR_API const char* anyir_last_error(void);
 ANYIR_API const char* anyir_version(void);
 

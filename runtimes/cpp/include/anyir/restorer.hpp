@@ -95,6 +95,9 @@ class Restorer {
   int size_multiple() const;
   std::string metadata(const std::string& key) const;  // "anyir_edge.<key>" or <key>; "" if absent
   std::vector<std::string> metadata_keys() const;
+  // one-line warnings found when the engine was opened (e.g. its parity certificate describes
+  // another file); the engine still runs
+  std::vector<std::string> warnings() const;
 
   static std::string version();                 // library version
   static std::vector<std::string> backends();   // backends compiled into this library
