@@ -53,8 +53,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     try:
         img = _decode(cv2, data)
     except cv2.error as e:  # e.g. a header that declares more pixels than OpenCV's limit
-        lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-        raise ImageError(f"{path}: cannot decode ({(lines[-1] if lines else 'decoder error')[:160]})") from None
+        msg = str(e)
+        if "MAX_IMAGE_PIXELS" in msg or "MAX_IMAGE_WIDTH" in msg or "MAX_IMAGE_HEIGHT" in msg:
+            why = "its header declares more pixels than the decoder accepts (OpenCV's CV_IO_MAX_IMAGE_PIXELS)"
+        else:
+            lines = [ln.strip() for ln in msg.strip().splitlines() if ln.strip()]
+            why = (lines[-1] if lines else "decoder error").split(" error: ", 1)[-1]
+        raise ImageError(f"{path}: cannot decode: {why[:160]}") from None
     if img is None:
         raise ImageError(f"{path}: cannot decode: truncated or corrupt file, or not a supported image format")
     if img.size == 0:
