@@ -385,3 +385,28 @@ def test_colour_profile_and_exif_travel_to_the_output(engine, tmp_path, capsys, 
     rc, _, _ = _cli(restore_cli.main, [src, "-o", tmp_path / "b", "--ext", "bmp", "--model", engine, "--threads", "1",
                                        "-q"], capsys)
     assert rc == 0 and (tmp_path / "b" / "phone.bmp").is_file()
+
+
+def test_sigterm_during_export_leaves_no_temporary_folder(tmp_path):
+    """A killed export (SIGTERM: a service manager, a CI timeout) ends like Ctrl-C: exit 130, one
+    line, and neither its hidden work folder nor a half-written engine is left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "o"
+    out.mkdir()
+    p = subprocess.Popen([sys.executable, "-c", "import sys; from anyir_edge.cli import export_main; sys.argv[0] = "
+                          "'anyir-export'; export_main()", "--model", "anyir-paper-tiny", "--output", str(out) + "/",
+                          "--threads", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(q.name.startswith(".") for q in out.iterdir()):
+        time.sleep(0.05)
+    assert any(q.name.startswith(".") for q in out.iterdir()), "the export never started its work folder"
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and err.strip().splitlines()[-1] == "anyir-export: interrupted", err
+    assert "Traceback" not in err and list(out.iterdir()) == []
