@@ -309,3 +309,46 @@ def test_cli_export_errors_are_one_line(capsys, tmp_path):
         assert run("anyir-export", cli_export.main, argv) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("anyir-export: error: "), err
+
+
+def test_a_new_target_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
+    """The seam: a target module (its format row, its own option, prepare, build) plus one
+    REGISTRY line, and the pipeline, the format table and anyir-export's options take it."""
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    from anyir_edge.cli.export import build_parser
+    from anyir_edge.export import targets
+    from anyir_edge.export.formats import Format
+    from anyir_edge.export.targets.base import Built, Target
+
+    @dataclass
+    class PlainSettings:
+        shout: bool
+        precision: str = "fp32"
+
+    class PlainTarget(Target):
+        format = Format("plain", ("raw",), ".onnx", frozenset({"fft", "shout"}), ("fold",), False, "a test target")
+        options = {"shout": [(("--shout",), dict(action="store_const", const=True, help="say it louder"))]}
+
+        def prepare(self, opts, fft):
+            return PlainSettings(bool(opts.get("shout")))
+
+        def build(self, ctx, s):
+            path = ctx.work / f"{ctx.stem}.onnx"
+            exporter, opset = onnx_export.trace(ctx.net, str(path), ctx.fft)
+            onnx_export.finalize(str(path), onnx_export.metadata(ctx.net, ctx.fft, exporter, opset, ctx.source))
+            return Built(path, [], {"shout": s.shout}, "fp32, plain")
+
+    mod = types.ModuleType("anyir_test_targets.plain")
+    mod.TARGET = PlainTarget()
+    monkeypatch.setitem(sys.modules, "anyir_test_targets.plain", mod)
+    monkeypatch.setitem(targets.REGISTRY, "plain", "anyir_test_targets.plain")
+    assert formats.resolve("raw").name == "plain" and "plain" in [f.name for f in formats.FORMATS]
+    assert build_parser().parse_args(["--to", "plain", "--shout"]).shout is True
+    res = export(perturbed(), to="plain", shout=True, output=str(tmp_path) + "/", threads=1,
+                 inputs=parity_inputs(max_side=96)[:1], log=lambda m: None)
+    assert res.certificate["passed"] and res.certificate["format"] == "plain" and res.certificate["shout"] is True
+    with pytest.raises(ExportError, match="--shout is not supported by --to onnx"):
+        export(perturbed(), to="onnx", shout=True, output=str(tmp_path / "x") + "/")

@@ -192,7 +192,7 @@ class Bench:
             return self.checkpoint
         from ..export import export
 
-        to = {"onnxruntime": "onnx", "openvino": "openvino", "tensorrt": "trt"}[backend]
+        to = _backends.get(backend).export_target
         extra = {"fp16": {"half": True}, "int8": {"int8": True}}.get(precision, {})
         if backend == "tensorrt" and precision == "int8":
             raise BenchError("tensorrt int8 needs a calibration folder (anyir-export --to trt --int8 --calib DIR)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..export import targets
 from ..export.formats import FFT_STRATEGIES, FORMATS
 from . import ArgumentParser, positive_int
 
@@ -32,39 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output file or directory (default: NAME.<suffix> in the current directory)")
     p.add_argument("--fft", default=None, metavar="STRATEGY",
                    help=f"frequency path: {'|'.join(FFT_STRATEGIES)} (default auto = fold, AnyIR's path is linear)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (>= 17; default 17, 18 for --fft dft)")
-    p.add_argument("--no-simplify", dest="simplify", action="store_const", const=False, default=None,
-                   help="skip onnxsim/onnxslim")
-    p.add_argument("--static", dest="dynamic", action="store_const", const=False, default=None,
-                   help="fixed input shape instead of dynamic batch/height/width")
-    p.add_argument("--pad-in-graph", dest="pad_in_graph", action="store_const", const=True, default=None,
-                   help="onnx/openvino (the default): the engine pads to the size multiple and crops back itself, "
-                        "so it takes any H x W, also in code that runs the raw .onnx; its metadata says "
-                        "size_multiple 1 and the certificate checks it at odd sizes; it costs nothing measurable")
-    p.add_argument("--no-pad-in-graph", dest="pad_in_graph", action="store_const", const=False,
-                   help="the graph takes H and W that are multiples of 8 only; the runtime pads (smaller graph)")
-    p.add_argument("--half", "--fp16", dest="half", action="store_const", const=True, default=None,
-                   help="FP16 engine (float32 I/O), LayerNorm/softmax/reductions/q-k normalisation kept in FP32, "
-                        "more nodes found by bisection if parity fails; written as NAME-fp16.<suffix>; gate 45 dB")
-    p.add_argument("--int8", action="store_const", const=True, default=None,
-                   help="INT8 engine: onnx = static QDQ, per-channel 7-bit weights (correct on CPUs with and "
-                        "without VNNI); openvino = NNCF PTQ if installed and it passes, else that QDQ graph on "
-                        "its convolutions; trt = entropy calibrator (10.x) or symmetric QDQ (11.x); sensitive "
-                        "nodes left in float if parity fails; gate 35 dB")
-    p.add_argument("--calib", default=None, metavar="DIR",
-                   help="folder of calibration images for --int8 (degraded every supported way; onnx/openvino "
-                        "default: the built-in crops, with a warning)")
-    p.add_argument("--data", default=None, metavar="DIR",
-                   help="--fp16/--int8 (onnx, openvino): data root for the quality gate, PSNR vs ground truth on "
-                        "CBSD68 sigma 25 and Rain100L at most 0.3 dB (fp16) / 1.0 dB (int8) below the fp32 model")
-    p.add_argument("--quality-limit", type=positive_int, default=None, metavar="N", help="images per quality-gate set")
-    p.add_argument("--no-search", dest="search", action="store_false",
-                   help="--fp16/--int8: no bisection for FP32/float nodes and no dynamic INT8 fallback")
-    for which, default in (("min", "1x3x8x8"), ("opt", "1x3x512x512"), ("max", "1x3x1024x1024")):
-        p.add_argument(f"--{which}-shape", default=None, metavar="1x3xHxW",
-                       help=f"TensorRT optimization profile {which} shape (default {default}; H, W multiples of 8)")
-    p.add_argument("--workspace", type=positive_int, default=None, metavar="MB", help="TensorRT builder workspace (default 4096)")
-    p.add_argument("--timing-cache", default=None, metavar="FILE", help="TensorRT timing cache, read and updated")
+    # every target's own options, from the target modules (anyir_edge/export/targets/)
+    for name, spec in targets.options().items():
+        for flags, kw in spec:
+            p.add_argument(*flags, dest=name, default=None, **kw)
     p.add_argument("--check-only", action="store_true",
                    help="--to trt: check TensorRT compatibility of the ONNX graph (--model may be a .onnx); "
                         "needs neither TensorRT nor a GPU")
@@ -83,12 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.check_only or args.trt_version:
         return _check_only(args)
-    res = export(args.model, to=args.to, output=args.output, fft=args.fft, opset=args.opset,
-                 simplify=args.simplify, half=args.half, workspace=args.workspace, dynamic=args.dynamic,
-                 threshold=args.min_psnr, threads=args.threads, int8=args.int8, calib=args.calib,
-                 min_shape=args.min_shape, opt_shape=args.opt_shape, max_shape=args.max_shape,
-                 timing_cache=args.timing_cache, data=args.data, quality_limit=args.quality_limit,
-                 search=args.search, pad_in_graph=args.pad_in_graph)
+    opts = {name: getattr(args, name) for name in targets.options() if getattr(args, name, None) is not None}
+    res = export(args.model, to=args.to, output=args.output, fft=args.fft, threshold=args.min_psnr,
+                 threads=args.threads, **opts)
     s = res.certificate["summary"]
     print(f"{res.path}  fft={res.fft}  parity: PSNR min {s['psnr_min']:.1f} dB, SSIM min {s['ssim_min']:.6f}, "
           f"max abs err {s['max_abs_error']:.2e}  certificate: {res.certificate_path}")
@@ -105,9 +74,7 @@ def _check_only(args) -> int:
         raise ExportError("--trt-version is used with --check-only")
     from ..export import trt
 
-    settings = trt.TrtSettings(fp16=bool(args.half), int8=bool(args.int8), calib=args.calib,
-                               min_shape=args.min_shape, opt_shape=args.opt_shape, max_shape=args.max_shape,
-                               workspace_mb=args.workspace or trt.DEFAULT_WORKSPACE_MB, timing_cache=args.timing_cache)
+    settings = targets.get("trt").settings(vars(args))
     rep = trt.check_only(args.model, settings, args.trt_version, fft=args.fft, opset=args.opset,
                          log=lambda m: print(m, file=sys.stderr))
     for p in rep.problems:

@@ -1,9 +1,10 @@
-"""The export targets as one table (in the spirit of Ultralytics' exporter).
+"""The export targets as one table (in the spirit of Ultralytics' exporter), read from the
+target modules (:mod:`anyir_edge.export.targets`).
 
-Each :class:`Format` row says its name, aliases, file suffix, the export flags it accepts,
+Each :class:`Format` row says its name, aliases, file suffix, the export options it accepts,
 which ``--fft`` strategies it can run and whether it needs an NVIDIA GPU.
 :func:`resolve` maps a user's ``--to`` (aliases, any case) to a row, with a "did you mean"
-for typos; :func:`check_flags` refuses a flag the target does not support.
+for typos; :func:`check_flags` refuses an option the target does not take.
 """
 from __future__ import annotations
 
@@ -27,21 +28,16 @@ class ParityError(ExportError):
 
 
 FFT_STRATEGIES = ("auto", "fold", "matmul", "dft")
-# every export flag, for the refusal message: flag -> its command-line spelling
-FLAGS = {
-    "fft": "--fft", "opset": "--opset", "simplify": "--no-simplify", "half": "--half",
-    "workspace": "--workspace", "dynamic": "--static", "int8": "--int8", "calib": "--calib",
-    "min_shape": "--min-shape", "opt_shape": "--opt-shape", "max_shape": "--max-shape",
-    "timing_cache": "--timing-cache", "data": "--data", "pad_in_graph": "--pad-in-graph",
-}
 
 
 @dataclass(frozen=True)
 class Format:
+    """What a target is, as the user sees it (each target module declares its row)."""
+
     name: str
     aliases: tuple[str, ...]
     suffix: str
-    flags: frozenset[str]
+    flags: frozenset[str]      # the options it accepts (besides the pipeline's own)
     fft: tuple[str, ...]       # --fft strategies this target can run
     gpu: bool                  # needs an NVIDIA GPU
     description: str
@@ -52,27 +48,28 @@ class Format:
         return (self.name, *self.aliases)
 
 
-FORMATS: tuple[Format, ...] = (
-    Format("onnx", (), ".onnx",
-           frozenset({"fft", "opset", "simplify", "dynamic", "half", "int8", "calib", "data", "pad_in_graph"}),
-           ("fold", "matmul", "dft"), False, "ONNX (opset >= 17), dynamic batch/height/width; --fp16, --int8"),
-    Format("openvino", ("ov", "openvino_ir"), ".xml",
-           frozenset({"fft", "opset", "simplify", "dynamic", "half", "int8", "calib", "data", "pad_in_graph"}),
-           ("fold", "matmul"), False, "OpenVINO IR (.xml + .bin), converted from the verified ONNX"),
-    Format("trt", ("engine", "tensorrt"), ".engine",
-           frozenset({"fft", "opset", "half", "workspace", "int8", "calib", "min_shape", "opt_shape", "max_shape",
-                      "timing_cache"}),
-           ("fold", "matmul"), True, "TensorRT engine (NVIDIA GPU; --check-only runs anywhere)"),
-)
+def __getattr__(name: str):
+    """``FORMATS`` (every target's row, in registry order) and ``FLAGS`` (option -> its command-line
+    spelling), read from the targets (:mod:`anyir_edge.export.targets`) on first use."""
+    from . import targets
+
+    if name == "FORMATS":
+        return tuple(t.format for t in targets.all_targets())
+    if name == "FLAGS":
+        return {"fft": "--fft", **{k: spec[0][0][0] if spec else k for k, spec in targets.options().items()}}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def names() -> list[str]:
-    return [f.name for f in FORMATS]
+    from . import targets
+
+    return list(targets.REGISTRY)
 
 
 def resolve(to: str) -> Format:
     """The row for ``to`` (name or alias, case-insensitive); one-line error with a suggestion."""
     key = (to or "").strip().lower().lstrip(".")
+    FORMATS = __getattr__("FORMATS")
     for f in FORMATS:
         if key in f.keys:
             return f
@@ -104,6 +101,7 @@ def resolve_fft(fmt: Format, fft: str | None, linear: bool = True) -> str:
 
 def check_flags(fmt: Format, given: dict[str, object]) -> None:
     """Refuse flags given explicitly (not None) that ``fmt`` does not accept."""
+    FLAGS = __getattr__("FLAGS")
     for flag, value in given.items():
         if value is None:
             continue

@@ -1,0 +1,98 @@
+"""The interface every export target implements, and what the shared pipeline hands it.
+
+The pipeline (:func:`anyir_edge.export.export`) resolves the target, lets it check its
+settings before any work (:meth:`Target.prepare`), loads the model, gives the target a work
+folder (:meth:`Target.build`: write the engine there), verifies the engine against the
+PyTorch reference, lets the target add its own gates (:meth:`Target.after_verify`) and
+places engine and certificate atomically.  A target describes itself with a
+:class:`~anyir_edge.export.formats.Format` row and declares the command-line options only it
+takes (:data:`Target.options`); options several targets share live in :data:`SHARED_OPTIONS`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..formats import ExportError, Format
+
+
+@dataclass
+class Context:
+    """One export in progress (the pipeline's state a target builds from)."""
+
+    net: Any                   # the RestorationNet being exported
+    stem: str                  # output name without suffix
+    source: str | None         # where the weights came from (metadata)
+    final: Path                # where the engine will be placed
+    work: Path                 # the target's scratch folder (removed afterwards)
+    fft: str                   # the concrete frequency-path strategy
+    opset: int | None
+    inputs: list               # the parity inputs
+    threshold: float           # the parity gate
+    threads: int | None
+    log: Callable[[str], None]
+
+
+@dataclass
+class Built:
+    """What a target wrote into the work folder."""
+
+    engine: Path
+    companions: list[Path] = field(default_factory=list)   # files placed beside the engine (.bin, sidecars)
+    cert_info: dict = field(default_factory=dict)           # extra certificate fields
+    summary: str = ""                                       # words for the final log line
+    state: Any = None                                       # the target's own, for after_verify
+
+
+#: an option's command-line form: one or more (flags, argparse keyword arguments), all with
+#: ``dest`` = the option's name and default None (None = not given)
+OptionSpec = list[tuple[tuple[str, ...], dict]]
+
+#: options more than one target takes
+SHARED_OPTIONS: dict[str, OptionSpec] = {
+    "half": [(("--half", "--fp16"), dict(action="store_const", const=True, help=(
+        "FP16 engine (float32 I/O), LayerNorm/softmax/reductions/q-k normalisation kept in FP32, more nodes found "
+        "by bisection if parity fails; written as NAME-fp16.<suffix>; gate 45 dB")))],
+    "int8": [(("--int8",), dict(action="store_const", const=True, help=(
+        "INT8 engine: onnx = static QDQ, per-channel 7-bit weights (correct on CPUs with and without VNNI); "
+        "openvino = NNCF PTQ if installed and it passes, else that QDQ graph on its convolutions; trt = entropy "
+        "calibrator (10.x) or symmetric QDQ (11.x); sensitive nodes left in float if parity fails; gate 35 dB")))],
+    "calib": [(("--calib",), dict(metavar="DIR", help=(
+        "folder of calibration images for --int8 (degraded every supported way; onnx/openvino default: the "
+        "built-in crops, with a warning)")))],
+    "opset": [(("--opset",), dict(type=int, help="ONNX opset (>= 17; default 17, 18 for --fft dft)"))],
+}
+
+
+class Target:
+    """One export target.  Subclasses set :attr:`format` and :attr:`options` and implement
+    :meth:`prepare` and :meth:`build`."""
+
+    format: Format
+    #: options only this target takes (shared ones: :data:`SHARED_OPTIONS`)
+    options: dict[str, OptionSpec] = {}
+
+    @property
+    def name(self) -> str:
+        return self.format.name
+
+    def prepare(self, opts: dict[str, Any], fft: str) -> Any:
+        """Check the options (already restricted to ``format.flags``) before any work: one-line
+        :class:`ExportError`s; returns the target's settings (with a ``precision`` attribute)."""
+        raise NotImplementedError
+
+    def stem_suffix(self, settings) -> str:
+        """Appended to the output name (reduced precision never overwrites the fp32 engine)."""
+        return ""
+
+    def build(self, ctx: Context, settings) -> Built:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def after_verify(self, ctx: Context, settings, built: Built, cert: dict, failure: str | None) -> str | None:
+        """Gates of the target's own after parity (e.g. the quality gate); returns the failure."""
+        return failure
+
+
+def unavailable(name: str, why: list[str], hint: str) -> ExportError:
+    return ExportError(f"--to {name} is unavailable: {' and '.join(why)}; {hint}")
