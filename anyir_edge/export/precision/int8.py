@@ -135,7 +135,12 @@ def quantize_int8(src, dst, samples: list[np.ndarray], probe: ParityProbe | None
     ``symmetric_activations``: INT8 activations with zero point 0 instead of asymmetric UINT8, the
     only Q/DQ form TensorRT's explicit quantization accepts.  ``reduce_range``: 7-bit weights, so
     that CPUs without VNNI do not saturate (module docstring); a GPU engine does not need it.
-    ``rules``: leave :func:`int8_rule_float_nodes` in float from the start."""
+    ``rules``: leave :func:`int8_rule_float_nodes` in float from the start.
+
+    Longer than the project's 80 lines on purpose: static quantization, the parity search and
+    the dynamic fallback share one scratch folder, one calibration cache and the running list of
+    excluded nodes through the nested ``static`` / ``dynamic`` helpers; split apart they would
+    pass that state around for no gain in clarity."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 

@@ -139,51 +139,67 @@ def check_onnx(model, trt_version: str | None = None, settings: TrtSettings | No
             raise ExportError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
     requested = trt_version or load_op_table()["default"]
     key, table = resolve_version(requested)
-    g = model.graph
     probs: list[Problem] = []
-    err = lambda m: probs.append(Problem("error", m))  # noqa: E731
-    warn = lambda m: probs.append(Problem("warning", m))  # noqa: E731
-    info = lambda m: probs.append(Problem("info", m))  # noqa: E731
 
-    # ---- opsets
+    def add(level: str, message: str) -> None:
+        probs.append(Problem(level, message))
+
+    opset = _check_opset(model, key, table, add)
+    counts = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in model.graph.node)
+    _check_ops(counts, key, table, requested, add)
+    _check_attributes(model.graph, add)
+    _check_types(model.graph, counts, add)
+    _check_io(model, settings, size_multiple, add)
+    if precision_check and settings is not None and (settings.fp16 or settings.int8) and not table["weak_typing"]:
+        _check_typing(model.graph, settings, key, add)
+    return CheckReport(path, key, requested, opset, len(model.graph.node), dict(counts), probs)
+
+
+def _check_opset(model, key: str, table: dict, add) -> int | None:
     opset = None
     for o in model.opset_import:
         if o.domain in ("", "ai.onnx"):
             opset = int(o.version)
         else:
-            err(f"opset domain {o.domain!r} (custom ops) needs a TensorRT plugin")
+            add("error", f"opset domain {o.domain!r} (custom ops) needs a TensorRT plugin")
     lo, hi = table["opset"]
     if opset is None:
-        err("no default-domain opset in the model")
+        add("error", "no default-domain opset in the model")
     elif not lo <= opset <= hi:
-        err(f"opset {opset} is outside TensorRT {key}'s range {lo}-{hi}")
+        add("error", f"opset {opset} is outside TensorRT {key}'s range {lo}-{hi}")
+    return opset
 
-    # ---- operators
-    counts = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in g.node)
+
+def _check_ops(counts: Counter, key: str, table: dict, requested: str, add) -> None:
+    """Every op type against the table (``since`` versions against the requested one)."""
     req_major, req_minor = _version_tuple(requested)
     for op, k in sorted(counts.items()):
         if op == "DFT":
             if op in table["supported"]:
-                info(f"DFT x{k}: imported by TensorRT {key} through {table['notes'].get('DFT', 'a plugin')}")
+                add("info", f"DFT x{k}: imported by TensorRT {key} through {table['notes'].get('DFT', 'a plugin')}")
             else:
-                err(f"DFT x{k}: ONNX DFT is not supported by TensorRT before 11.2 (table {key}); "
-                    f"export with --fft fold or --fft matmul")
+                add("error", f"DFT x{k}: ONNX DFT is not supported by TensorRT before 11.2 (table {key}); "
+                             f"export with --fft fold or --fft matmul")
             continue
         if "::" in op:
-            continue  # reported with its domain above
+            continue  # reported with its domain by _check_opset
         if op in table["unsupported"]:
-            err(f"{op} x{k}: not supported by TensorRT {key} (onnx-tensorrt operator table)")
+            add("error", f"{op} x{k}: not supported by TensorRT {key} (onnx-tensorrt operator table)")
         elif op not in table["supported"]:
-            err(f"{op} x{k}: not in TensorRT {key}'s operator table")
+            add("error", f"{op} x{k}: not in TensorRT {key}'s operator table")
         elif op in table["since"]:
             need = table["since"][op]
             nmaj, nmin = _version_tuple(need)
             if req_minor is None:
-                warn(f"{op} x{k}: needs TensorRT >= {need}")
+                add("warning", f"{op} x{k}: needs TensorRT >= {need}")
             elif (req_major, req_minor) < (nmaj, nmin or 0):
-                err(f"{op} x{k}: needs TensorRT >= {need}, targeted {requested}")
+                add("error", f"{op} x{k}: needs TensorRT >= {need}, targeted {requested}")
 
-    # ---- attribute / input restrictions
+
+def _check_attributes(g, add) -> None:
+    """Attribute and constant-input restrictions, each kind reported once."""
+    import onnx
+
     consts = {i.name for i in g.initializer}
     consts |= {o for n in g.node if n.op_type in _CONST_PRODUCERS for o in n.output}
     shown: Counter = Counter()
@@ -191,7 +207,7 @@ def check_onnx(model, trt_version: str | None = None, settings: TrtSettings | No
     def once(kind, msg, level="error"):
         shown[kind] += 1
         if shown[kind] == 1:
-            probs.append(Problem(level, msg))
+            add(level, msg)
 
     for n in g.node:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
@@ -216,56 +232,67 @@ def check_onnx(model, trt_version: str | None = None, settings: TrtSettings | No
         elif n.op_type in ("Loop", "If", "Scan"):
             once("subgraph", f"{n.op_type} {n.name}: subgraphs are not checked node by node", "warning")
 
-    # ---- tensor types
+
+def _check_types(g, counts: Counter, add) -> None:
+    import onnx
+
     TP = onnx.TensorProto
     typed = list(g.input) + list(g.output) + list(g.value_info)
     if any(v.type.tensor_type.elem_type == TP.STRING for v in typed):
-        err("STRING tensors are not supported by TensorRT")
+        add("error", "STRING tensors are not supported by TensorRT")
     doubles = [v.name for v in typed if v.type.tensor_type.elem_type == TP.DOUBLE]
     doubles += [i.name for i in g.initializer if i.data_type == TP.DOUBLE]
     if doubles:
-        warn(f"{len(doubles)} DOUBLE tensor(s): TensorRT casts them to FLOAT (clamping to +-FLT_MAX)")
+        add("warning", f"{len(doubles)} DOUBLE tensor(s): TensorRT casts them to FLOAT (clamping to +-FLT_MAX)")
     int64 = sum(counts.get(op, 0) for op in _INT64_SHAPE_OPS)
     int64 += sum(1 for n in g.node if n.op_type == "Cast"
                  and any(a.name == "to" and a.i == TP.INT64 for a in n.attribute))
     if int64:
-        info(f"{int64} node(s) of INT64 shape arithmetic (Shape/Range/Cast...): TensorRT 10 supports INT64; "
-             "no action needed")
+        add("info", f"{int64} node(s) of INT64 shape arithmetic (Shape/Range/Cast...): TensorRT 10 supports INT64; "
+                    "no action needed")
 
-    # ---- I/O and the optimization profile
+
+def _check_io(model, settings: TrtSettings | None, size_multiple: int | None, add) -> None:
+    """The contract's input / output names and the input's dims against the optimization profile."""
+    g = model.graph
     meta = {p.key: p.value for p in model.metadata_props}
     m = int(size_multiple or meta.get("anyir_edge.size_multiple", 8))
     inputs = [i for i in g.input if i.name not in {x.name for x in g.initializer}]
     if len(inputs) != 1 or inputs[0].name != INPUT_NAME:
-        err(f"expected one input named {INPUT_NAME!r}, found {[i.name for i in inputs]}")
+        add("error", f"expected one input named {INPUT_NAME!r}, found {[i.name for i in inputs]}")
     if [o.name for o in g.output] != [OUTPUT_NAME]:
-        err(f"expected one output named {OUTPUT_NAME!r}, found {[o.name for o in g.output]}")
+        add("error", f"expected one output named {OUTPUT_NAME!r}, found {[o.name for o in g.output]}")
     try:
         s = validate_settings(settings or TrtSettings(), m)
     except ExportError as e:
-        err(f"build settings: {e}")
-        s = None
-    if inputs and s is not None:
-        dims = inputs[0].type.tensor_type.shape.dim
-        if len(dims) != 4:
-            err(f"input {inputs[0].name!r} has rank {len(dims)}, expected 4 (NCHW)")
-        else:
-            for i, d in enumerate(dims):
-                if d.HasField("dim_value") and d.dim_value > 0:
-                    lo_, opt_, hi_ = s.min_shape[i], s.opt_shape[i], s.max_shape[i]
-                    if not lo_ == opt_ == hi_ == d.dim_value:
-                        err(f"input dim {i} is fixed at {d.dim_value} but the profile asks "
-                            f"{lo_}/{opt_}/{hi_} (min/opt/max)")
-    if precision_check and settings is not None and (settings.fp16 or settings.int8) and not table["weak_typing"]:
-        typed = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in g.node) or any(
-            t.data_type == onnx.TensorProto.FLOAT16 for t in g.initializer)
-        if typed:
-            info(f"typed graph ({'Q/DQ' if settings.int8 else 'float16'}): a strongly typed TensorRT {key} build")
-        else:
-            info(f"--{settings.precision} on TensorRT {key}: builder precision flags were removed (strong typing); "
-                 "anyir-export writes the precision into the graph first (FP16 graph or INT8 Q/DQ); a plain "
-                 "FP32 graph built elsewhere stays FP32")
-    return CheckReport(path, key, requested, opset, len(g.node), dict(counts), probs)
+        add("error", f"build settings: {e}")
+        return
+    if not inputs:
+        return
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) != 4:
+        add("error", f"input {inputs[0].name!r} has rank {len(dims)}, expected 4 (NCHW)")
+        return
+    for i, d in enumerate(dims):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            lo_, opt_, hi_ = s.min_shape[i], s.opt_shape[i], s.max_shape[i]
+            if not lo_ == opt_ == hi_ == d.dim_value:
+                add("error", f"input dim {i} is fixed at {d.dim_value} but the profile asks "
+                             f"{lo_}/{opt_}/{hi_} (min/opt/max)")
+
+
+def _check_typing(g, settings: TrtSettings, key: str, add) -> None:
+    """Strongly typed TensorRT (11.x): the precision must be in the graph."""
+    import onnx
+
+    typed = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in g.node) or any(
+        t.data_type == onnx.TensorProto.FLOAT16 for t in g.initializer)
+    if typed:
+        add("info", f"typed graph ({'Q/DQ' if settings.int8 else 'float16'}): a strongly typed TensorRT {key} build")
+    else:
+        add("info", f"--{settings.precision} on TensorRT {key}: builder precision flags were removed (strong typing); "
+                    "anyir-export writes the precision into the graph first (FP16 graph or INT8 Q/DQ); a plain "
+                    "FP32 graph built elsewhere stays FP32")
 
 
 def _s(v) -> str:
