@@ -160,3 +160,56 @@ def test_registry_lists_every_architecture():
     for name, cfg in CONFIGS.items():
         m = create(name)
         assert type(m).arch == cfg.arch == get_architecture(m).name and m.name == name
+
+
+def test_a_new_architecture_is_one_folder(tmp_path, monkeypatch):
+    """The seam: a package under models/ that exports ARCH and CONFIGS is found by the registry
+    (create, detection and checkpoint loading through the descriptor), with no other edit."""
+    import textwrap
+
+    import anyir_edge.models as M
+
+    pkg = tmp_path / "toynet"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(textwrap.dedent('''
+        from dataclasses import dataclass
+        from torch import nn
+        from anyir_edge.models.base import Architecture, NetConfig, RestorationNet, shape_of
+
+        @dataclass(frozen=True)
+        class ToyConfig(NetConfig):
+            arch = "toynet"
+            width: int = 4
+            def layout(self):
+                return {"width": self.width, "encoder": (0, 0, 0, 0), "decoder": (0, 0, 0), "refine": 0}
+
+        class Toy(RestorationNet):
+            arch = "toynet"
+            def __init__(self, config=None, fft_mode="fft", name=None):
+                super().__init__(config or ToyConfig(), fft_mode, name)
+                self.toy_in = nn.Conv2d(3, self.config.width, 3, padding=1)
+                self.toy_out = nn.Conv2d(self.config.width, 3, 3, padding=1)
+            def forward_padded(self, x):
+                return x + self.toy_out(self.toy_in(x))
+
+        ARCH = Architecture(name="toynet", title="a toy", config_cls=ToyConfig, model_cls=Toy,
+                            detect=lambda sd: "toy_in.weight" in sd,
+                            infer_config=lambda sd: ToyConfig(width=shape_of(sd, "toy_in.weight")[0]))
+        CONFIGS = {"toy-8": ToyConfig(width=8)}
+    '''))
+    monkeypatch.setattr(M, "__path__", [*M.__path__, str(tmp_path)])
+    archs, configs = M._discover()
+    monkeypatch.setattr(M, "ARCHITECTURES", archs)
+    monkeypatch.setattr(M, "CONFIGS", configs)
+    import anyir_edge.models.checkpoint as C
+
+    monkeypatch.setattr(C, "ARCHITECTURES", archs)
+    monkeypatch.setattr(C, "CONFIGS", configs)
+    m = M.create("toy-8")
+    assert type(m).arch == "toynet" and M.get_architecture(m).name == "toynet"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in m.state_dict().items()}}, tmp_path / "toy.ckpt")
+    loaded = C.load_model(tmp_path / "toy.ckpt")
+    assert loaded.config.width == 8 and loaded.name == "toy-8"
+    x = torch.rand(1, 3, 13, 10)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), m.eval()(x))
