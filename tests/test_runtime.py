@@ -326,3 +326,38 @@ def test_int8_engine_with_8bit_weights_warns_on_cpus_without_vnni(onnx_path, tmp
     assert len(ours) == int(warns), [str(w.message) for w in seen]
     if warns:
         assert "without VNNI" in str(ours[0].message) and "\n" not in str(ours[0].message)
+
+
+def test_a_new_backend_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
+    """The seam: a module defining BACKEND plus one REGISTRY line, and Restorer.open (by suffix),
+    the command-line choices and the availability check take it."""
+    import sys
+    import types
+
+    from anyir_edge import artifact
+    from anyir_edge.runtime import backends
+    from anyir_edge.runtime.backends.base import Backend
+
+    class Negate(Backend):
+        kind = "negate"
+        aliases = ("neg",)
+        suffixes = (".neg",)
+        export_target = "onnx"
+
+        def __init__(self, path, device=None, threads=None):
+            super().__init__(path, {artifact.NAME: "negator", artifact.SIZE_MULTIPLE: "1"})
+
+        def _run(self, x):
+            return 1.0 - x
+
+    mod = types.ModuleType("anyir_test_backends.negate")
+    mod.BACKEND = Negate
+    monkeypatch.setitem(sys.modules, "anyir_test_backends.negate", mod)
+    monkeypatch.setitem(backends.REGISTRY, "negate", "anyir_test_backends.negate")
+    engine = tmp_path / "m.neg"
+    engine.write_bytes(b"")
+    assert "neg" in backends.choices() and backends.is_available("negate") is None
+    with Restorer.open(engine) as r:
+        assert r.backend.kind == "negate" and r.name == "negator"
+        img = np.zeros((5, 7, 3), np.uint8)
+        assert (r.restore(img) == 255).all()

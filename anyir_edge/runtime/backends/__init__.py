@@ -15,7 +15,7 @@ from pathlib import Path
 from ...errors import EngineError
 from .base import Backend, cpu_info, missing_modules, physical_cores
 
-#: backend name -> module (relative to this package) defining ``BACKEND``
+#: backend name -> module defining ``BACKEND`` (relative to this package, or an absolute dotted name)
 REGISTRY = {
     "torch": "torch_backend",
     "onnxruntime": "onnxruntime_backend",
@@ -32,8 +32,8 @@ def names() -> list[str]:
 
 def get(name: str) -> type[Backend]:
     """The backend class registered as ``name`` (aliases accepted)."""
-    key = canonical(name)
-    return importlib.import_module(f"{__name__}.{REGISTRY[key]}").BACKEND
+    mod = REGISTRY[canonical(name)]
+    return importlib.import_module(mod if "." in mod else f"{__name__}.{mod}").BACKEND
 
 
 def classes() -> dict[str, type[Backend]]:
