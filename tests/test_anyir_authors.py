@@ -193,7 +193,7 @@ def test_configuration_limits_are_checked_before_building():
     from anyir_edge.models.base import ConfigError
 
     for bad in ({"dim": 7}, {"dim": 10**6}, {"blocks": [1, 2]}, {"heads": [1, 3, 4, 8]}, {"layernorm": "x"},
-                {"blocks": "1,2,2,4"}, {"dim": "16"}, {"bias": 1}):
+                {"blocks": "1,2,2,4"}, {"dim": "16"}, {"bias": 1}, {"dec_blocks": [1, 2]}):
         with pytest.raises(ConfigError):
             AnyIRConfig.from_dict({**AnyIRConfig().to_dict(), **bad})
 

@@ -77,6 +77,8 @@ class AnyIRConfig(NetConfig):
         super().validate()
         if self.dim < 2 or self.dim % 2:
             raise ConfigError(f"dim must be even and >= 2, got {self.dim}")
+        if self.dec_blocks is not None and len(self.dec_blocks) != 3:
+            raise ConfigError(f"dec_blocks must give decoder levels 1, 2 and 3, got {list(self.dec_blocks)}")
         if self.layernorm not in ("withbias", "biasfree"):
             raise ConfigError(f"layernorm must be 'withbias' or 'biasfree', got {self.layernorm!r}")
         if self.gate_kernel % 2 == 0:
