@@ -6,16 +6,15 @@
 
 ``restore`` accepts HxWx3 (RGB, or BGR with ``bgr=True``), gray HxW / HxWx1 and RGBA
 (alpha passed through untouched) arrays of dtype uint8, uint16 or float (values in [0, 1])
-and returns the same dtype and shape.  Padding to the model's size multiple is done here,
-with exactly the model's rule (:func:`anyir_edge.runtime.image.pad_to_multiple`), so engines
-run the network without padding.  Large images are cut into overlapping tiles blended with
+and returns the same dtype and shape.  Padding to the engine's size multiple is done here,
+with exactly the model's rule (:func:`anyir_edge.runtime.image.pad_to_multiple`); engines that
+pad themselves (the default export) declare a size multiple of 1 and are not padded again.  Large images are cut into overlapping tiles blended with
 a raised-cosine window; the tile size is chosen from a memory budget unless given.
 A Restorer may be shared between threads.
 """
 from __future__ import annotations
 
 import os
-
 
 import numpy as np
 
