@@ -1,0 +1,1 @@
+"""Package data (configs): not code; shipped with the package (setup.cfg [options.package_data])."""

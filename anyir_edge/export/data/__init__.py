@@ -1,0 +1,1 @@
+"""Package data (export/data): not code; shipped with the package (setup.cfg [options.package_data])."""
