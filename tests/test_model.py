@@ -108,6 +108,25 @@ def test_fft_mode_in_create_and_validation(name):
         create("anyir-tyni")
 
 
+def test_a_nonlinear_frequency_path_refuses_fold(monkeypatch):
+    """A network whose spectra are multiplied declares fft_modes without "fold": it cannot be
+    built or switched to fold, its fast mode is matmul, and the exporter's auto picks matmul."""
+    from anyir_edge.export.formats import ExportError, resolve, resolve_fft
+
+    cls = type(create("anyir-tiny"))
+    monkeypatch.setattr(cls, "fft_modes", ("fft", "matmul"))
+    m = create("anyir-tiny", fft_mode="matmul")
+    assert m.fast_fft_mode() == "matmul"
+    with pytest.raises(ValueError, match="not exact for anyir"):
+        m.set_fft_mode("fold")
+    with pytest.raises(ValueError, match="not exact"):
+        create("anyir-tiny", fft_mode="fold")
+    assert resolve_fft(resolve("onnx"), None, linear=False) == "matmul"
+    assert resolve_fft(resolve("onnx"), None, linear=True) == "fold"
+    with pytest.raises(ExportError, match="only for a linear"):
+        resolve_fft(resolve("onnx"), "fold", linear=False)
+
+
 def test_every_parameter_gets_a_gradient(tiny_model):
     tiny_model.train()
     x = torch.rand(2, 3, 16, 24)

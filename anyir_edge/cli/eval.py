@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.model, fft_mode="fold")
+    model = load_model(args.model)
+    model.set_fft_mode(model.fast_fft_mode())
 
     @torch.no_grad()
     def restore(img: np.ndarray) -> np.ndarray:
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     baselines = tuple(b for b in args.baseline.split(",") if b)
     results = evaluate(restore, sets, args.data or default_data_root(), seed=args.seed, limit=args.limit,
                        baselines=baselines, progress=not args.no_progress)
-    results["model"] = {"name": model.name, "source": str(args.model), "fft_mode": "fold",
+    results["model"] = {"name": model.name, "source": str(args.model), "fft_mode": model.fft_mode,
                         "weights_sha256": weights_sha256(model)}
     results["command"] = "anyir-eval " + " ".join(argv if argv is not None else sys.argv[1:])
     print(markdown_table(results))

@@ -133,7 +133,7 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, inputs=
 
     fmt = resolve(to)
     check_flags(fmt, {"fft": fft, **options})
-    strategy = resolve_fft(fmt, fft, linear=True)  # AnyIR's frequency path is linear
+    strategy = resolve_fft(fmt, fft)  # the flags' check; the network decides auto and fold below
     opset = options.get("opset")
     if opset is not None and opset < 17:
         raise ExportError(f"--opset {opset}: AnyIR needs opset >= 17 (LayerNormalization)")
@@ -142,6 +142,7 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, inputs=
     if threshold is None:
         threshold = PARITY_GATES_DB[settings.precision]
     net, stem, source = load_for_export(model)
+    strategy = resolve_fft(fmt, fft, linear="fold" in net.fft_modes)  # auto: fold where exact
     stem += target.stem_suffix(settings)
     final = output_path(output, stem, fmt)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,9 @@ def resolve_fft(fmt: Format, fft: str | None, linear: bool = True) -> str:
         raise ExportError(f"unknown --fft strategy {fft!r} (known: {', '.join(FFT_STRATEGIES)}){hint}")
     if fft == "auto":
         fft = "fold" if linear else "matmul"
+    elif fft == "fold" and not linear:
+        raise ExportError("--fft fold is exact only for a linear frequency path; this network multiplies spectra "
+                          "(use --fft matmul or dft)")
     if fft not in fmt.fft:
         why = {"trt": " (TensorRT before 11.2 cannot run ONNX DFT ops)",
                "openvino": " (not verified for OpenVINO)"}.get(fmt.name, "")

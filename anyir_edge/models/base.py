@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .spectral import check_fft_mode
+from .spectral import FFT_MODES, check_fft_mode
 
 
 class ConfigError(ValueError):
@@ -149,12 +149,30 @@ class RestorationNet(nn.Module):
     """
 
     arch: ClassVar[str] = ""
+    #: the frequency-path implementations that compute this network exactly.  "fold" belongs
+    #: only to networks whose frequency path is linear (AnyIR's); a network whose spectra are
+    #: multiplied (MoCE-IR) offers "fft" and "matmul"; one without a frequency path takes every
+    #: mode (they are all the same network).
+    fft_modes: ClassVar[tuple[str, ...]] = FFT_MODES
 
     def __init__(self, config: NetConfig, fft_mode: str = "fft", name: str | None = None):
         super().__init__()
         self.config = config
         self.name = name
-        self._fft_mode = check_fft_mode(fft_mode)
+        self._fft_mode = self._check_mode(fft_mode)
+
+    @classmethod
+    def _check_mode(cls, mode: str) -> str:
+        check_fft_mode(mode)
+        if mode not in cls.fft_modes:
+            raise ValueError(f"fft_mode {mode!r} is not exact for {cls.arch or cls.__name__} (its frequency path is "
+                             f"not linear); use one of: {', '.join(cls.fft_modes)}")
+        return mode
+
+    @classmethod
+    def fast_fft_mode(cls) -> str:
+        """The exact frequency-path mode that runs fastest: "fold" where the path is linear, else "matmul"."""
+        return "fold" if "fold" in cls.fft_modes else "matmul"
 
     @property
     def size_multiple(self) -> int:
@@ -170,7 +188,7 @@ class RestorationNet(nn.Module):
 
     def set_fft_mode(self, mode: str) -> "RestorationNet":
         """Switch every frequency path to ``mode`` ("fft", "fold" or "matmul")."""
-        self._fft_mode = check_fft_mode(mode)
+        self._fft_mode = self._check_mode(mode)
         for m in self.modules():
             if isinstance(m, FrequencyPath):
                 m.fft_mode = mode
@@ -215,8 +233,6 @@ class Architecture:
     deploy: Callable[[RestorationNet], RestorationNet] = _no_deploy
     source: str = ""
     licence: str = ""
-    #: how its frequency path may be exported; "linear" paths can be folded exactly
-    frequency: str = "linear"
 
     def build(self, config, fft_mode: str = "fft", name: str | None = None) -> RestorationNet:
         if not isinstance(config, self.config_cls):

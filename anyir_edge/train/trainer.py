@@ -93,7 +93,8 @@ class Trainer:
         if cfg.teacher:
             from ..models.checkpoint import load_model
 
-            self.teacher = load_model(cfg.teacher, fft_mode="fold", device=self.device)  # CheckpointError: one line
+            self.teacher = load_model(cfg.teacher, device=self.device)  # CheckpointError: one line
+            self.teacher.set_fft_mode(self.teacher.fast_fft_mode())
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)

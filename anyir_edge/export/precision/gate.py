@@ -25,7 +25,7 @@ def quality_gate(engine_path, model, precision: str, data_root, sets=QUALITY_SET
         chosen = resolve_sets(list(sets))
     except AnyIRError as e:
         raise ExportError(str(e)) from None
-    ref = Restorer(backends.get("torch")(model, device="cpu", threads=threads, fft_mode="fold"), tile=0)
+    ref = Restorer(backends.get("torch")(model, device="cpu", threads=threads, fft_mode=None), tile=0)
     rows = {}
     with Restorer.open(str(engine_path), device="cpu", threads=threads, tile=0) as eng:
         for s in chosen:

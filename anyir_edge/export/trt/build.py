@@ -174,7 +174,7 @@ def check_only(model_or_onnx, settings: TrtSettings | None = None, trt_version: 
     from .. import load_for_export
 
     net, stem, _ = load_for_export(model_or_onnx)
-    strategy = resolve_fft(resolve("trt"), fft, linear=True)
+    strategy = resolve_fft(resolve("trt"), fft, linear="fold" in net.fft_modes)
     with tempfile.TemporaryDirectory(prefix="anyir-trt-check-") as d:
         p = Path(d) / f"{stem}.onnx"
         if log:

@@ -12,7 +12,8 @@ from .base import Backend
 
 
 class TorchBackend(Backend):
-    """The PyTorch reference (``forward_padded``); ``fft_mode`` "fold" by default (exact, fastest).
+    """The PyTorch reference (``forward_padded``); ``fft_mode`` by default the network's fastest exact
+    one (``fast_fft_mode``: "fold" for AnyIR, "matmul" where spectra are multiplied).
 
     The one backend that imports torch and the model code, on construction only: an app that
     opens exported engines never loads them (checked by the import contracts in setup.cfg)."""
@@ -25,7 +26,7 @@ class TorchBackend(Backend):
     bytes_per_pixel_per_dim = 150.0
 
     def __init__(self, model_or_path, device: str | None = None, threads: int | None = None,
-                 fft_mode: str = "fold"):
+                 fft_mode: str | None = None):
         import torch
 
         from ...models import RestorationNet
@@ -35,6 +36,7 @@ class TorchBackend(Backend):
             raise EngineError(f"expected a model path, shipped name or model, got {type(model_or_path).__name__}")
         if isinstance(model_or_path, RestorationNet):
             model, path = model_or_path, f"<{model_or_path.name or 'anyir'}>"
+            fft_mode = fft_mode or model.fast_fft_mode()
             if model.fft_mode != fft_mode:  # never switch the caller's model under its feet
                 import copy
 
@@ -42,6 +44,7 @@ class TorchBackend(Backend):
         else:
             path = str(model_or_path)
             model = load_model(path)
+            fft_mode = fft_mode or model.fast_fft_mode()
         dev = torch.device(device or "cpu")
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise EngineError("device 'cuda' requested but this torch build sees no CUDA GPU")
