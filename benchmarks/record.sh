@@ -4,7 +4,7 @@
 # but two heavy jobs on 2 cores still distort them).
 #
 #   bash benchmarks/record.sh            # all steps (~35 min on 2 cores)
-#   bash benchmarks/record.sh eval bench # some of: eval bench bench-full costs soak pad bench-precision cpp large precision
+#   bash benchmarks/record.sh eval bench # some of: eval bench bench-full costs archs soak pad bench-precision cpp large precision
 #
 # Needs the project's .venv (make install) and the shared data (../shared/data or $ANYIR_DATA).
 set -euo pipefail
@@ -15,7 +15,7 @@ R=benchmarks/results
 THREADS="${THREADS:-2}"
 MODEL="${MODEL:-anyir-paper-tiny}"  # the shipped model the results describe (anyir_edge.DEFAULT_MODEL)
 steps=("$@")
-[[ ${#steps[@]} -gt 0 ]] || steps=(eval bench bench-full costs soak pad bench-precision cpp large precision)
+[[ ${#steps[@]} -gt 0 ]] || steps=(eval bench bench-full costs archs soak pad bench-precision cpp large precision)
 say() { echo "== record.sh: $* ($(date -u +%H:%M:%S))" >&2; }
 
 for step in "${steps[@]}"; do
@@ -38,6 +38,12 @@ for step in "${steps[@]}"; do
       "$BIN/anyir-bench" --models anyir,anyir-l,anyir-tiny,anyir-paper,anyir-paper-tiny --random-weights \
         --sizes 224 512 --backends torch,onnxruntime,openvino --threads "$THREADS" --runs 3 --warmup 1 --no-progress \
         --json "$R/costs.json" --markdown "$R/costs.md" ;;
+    archs)
+      say "anyir-bench: the three architectures (random weights), every CPU engine, 224 and 512; the papers' claims beside"
+      "$BIN/anyir-bench" --models anyir,promptir,moce-ir-s --random-weights \
+        --sizes 224 512 --backends torch,onnxruntime,openvino --threads "$THREADS" --runs 3 --warmup 1 --no-progress \
+        --json "$R/architectures.json" --markdown "$R/architectures.md"
+      "$BIN/python" benchmarks/compare_architectures.py "$R/architectures.json" --markdown "$R/architectures-vs-paper.md" ;;
     soak)
       say "soak: 1000 restores, 4 threads on one Restorer"
       "$BIN/python" benchmarks/soak.py --model "$MODEL" --restores 1000 --threads 4 ;;
@@ -80,7 +86,7 @@ write_json(Path(sys.argv[2]), out)
 print(f"wrote {sys.argv[2]}")
 PY
       rm -rf "$tmp" ;;
-    *) echo "record.sh: unknown step '$step' (eval bench bench-full costs soak pad bench-precision cpp large precision)" >&2; exit 2 ;;
+    *) echo "record.sh: unknown step '$step' (eval bench bench-full costs archs soak pad bench-precision cpp large precision)" >&2; exit 2 ;;
   esac
 done
 say "done"

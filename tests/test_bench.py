@@ -152,6 +152,7 @@ def test_several_configurations_with_random_weights_in_one_table(tmp_path, capsy
     """anyir-bench --models a,b --random-weights: configurations without shipped weights side by
     side (the cost table of issue #18), one row per model, a model column, real counts."""
     import json
+    from pathlib import Path
 
     from anyir_edge.cli import run
     from anyir_edge.models import create
@@ -170,3 +171,38 @@ def test_several_configurations_with_random_weights_in_one_table(tmp_path, capsy
     assert run("anyir-bench", B_main, ["--models", "anyir-tyni", "--random-weights", "--no-progress"]) == 1
     assert "did you mean 'anyir-tiny'" in capsys.readouterr().err
 
+
+
+def test_architecture_comparison_divides_by_the_base_in_the_same_run(tmp_path):
+    """benchmarks/compare_architectures.py: ratios per engine and size against the base model, the
+    paper's Table 6 ratios beside ours, and a clear exit when the base was not measured."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("compare_architectures", root / "benchmarks" / "compare_architectures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(model, backend, size, params, macs, ms, status="ok"):
+        return {"model": model, "backend": backend, "precision": "fp32", "size": size, "status": status,
+                "params": params, "macs": macs, "latency_ms": {"median": ms}, "peak_rss_mb": 100.0,
+                "parity_psnr_db": 120.0}
+
+    doc = {"rows": [row("anyir", "onnxruntime", 224, 5e6, 20e9, 100.0), row("promptir", "onnxruntime", 224, 35e6, 140e9, 450.0),
+                    row("anyir", "onnxruntime", 512, 5e6, 100e9, 800.0), row("promptir", "onnxruntime", 512, 35e6, 700e9, 4000.0),
+                    row("moce-ir-s", "onnxruntime", 224, 0, 0, 0, status="failed")],
+           "environment": {"cpu": "test CPU"}, "settings": {"threads": 1}, "command": "anyir-bench ..."}
+    text = mod.compare(doc, "anyir")
+    prompt = next(line for line in text.splitlines() if line.startswith("| promptir |"))
+    assert "7.00x" in prompt and f"{35.59 / 6.29:.2f}x" in prompt and f"{132 / 19:.2f}x" in prompt
+    assert "| onnxruntime fp32 | 224 | 100 (1.00x) | 450 (4.50x) |" in text
+    assert "| onnxruntime fp32 | 512 | 800 (1.00x) | 4000 (5.00x) |" in text
+    assert "moce-ir-s" not in text  # a failed row is not a measurement
+    with pytest.raises(SystemExit, match="no measured row of the base"):
+        mod.compare(doc, "anyir-tiny")
+    src = tmp_path / "r.json"
+    src.write_text(json.dumps(doc))
+    assert mod.main([str(src), "--markdown", str(tmp_path / "r.md")]) == 0 and (tmp_path / "r.md").read_text() == text
+    assert mod.main([str(tmp_path / "missing.json")]) == 2
