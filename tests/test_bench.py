@@ -110,7 +110,14 @@ def test_cli_end_to_end_json_schema_and_gate(ckpt, tmp_path):
     assert rows["onnxruntime"]["status"] == "ok" and rows["onnxruntime"]["parity_psnr_db"] >= 60
     assert rows["onnxruntime"]["artifact_mb"] > 0 and rows["onnxruntime"]["peak_rss_mb"] > 50
     assert rows["tensorrt"]["status"] == "skipped"
-    assert "| backend |" in (tmp_path / "b.md").read_text()
+    # the machine's GEMM peak, measured once in this run, and each engine's share of it
+    peak = env["gemm_peak_gflops"]
+    assert peak > 1.0
+    ort = rows["onnxruntime"]
+    assert ort["gflops"] == pytest.approx(2 * ort["macs"] / (ort["latency_ms"]["median"] / 1000) / 1e9)
+    assert ort["peak_pct"] == pytest.approx(100 * ort["gflops"] / peak)
+    assert rows["tensorrt"]["gflops"] is None
+    assert "| backend |" in (tmp_path / "b.md").read_text() and "% GEMM peak" in (tmp_path / "b.md").read_text()
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
     # an impossible gate makes the run fail
     cmd = ["anyir-bench", "--model", str(ckpt), "--sizes", "16", "--backends", "torch", "--runs", "1", "--warmup", "0",

@@ -39,7 +39,7 @@ STATUS = ("ok", "parity failed", "export failed", "run failed", "skipped")
 TASKS = {"denoise15": "cbsd68-15", "denoise25": "cbsd68-25", "denoise50": "cbsd68-50", "derain": "rain100l",
          "dehaze": "haze-synth", "lowlight": "lowlight-synth", "deblur": "blur-synth"}
 ROW_FIELDS = ("model", "backend", "precision", "size", "status", "reason", "artifact_mb", "params", "macs", "latency_ms",
-              "megapixels_per_s", "peak_rss_mb", "parity_psnr_db", "parity_max_abs", "quality", "engine")
+              "megapixels_per_s", "gflops", "peak_pct", "peak_rss_mb", "parity_psnr_db", "parity_max_abs", "quality", "engine")
 
 
 class BenchError(AnyIRError):
@@ -144,6 +144,26 @@ def _run_worker(spec: dict, workdir: Path, timeout: int) -> dict:
             return json.loads(line.split(" ", 1)[1])
     tail = (r.stderr.strip().splitlines() or [f"exit code {r.returncode}"])[-1]
     return {"error": f"worker crashed: {tail[:200]}"}
+
+
+def gemm_peak(threads: int | None, workdir: Path, timeout: int = 300, n: int = 1024) -> float | None:
+    """This machine's float32 GEMM peak in GFLOP/s at ``threads`` (an n x n matmul in a fresh
+    worker process, as the engines run), or None if it could not be measured."""
+    res = _run_worker({"kind": "gemm", "backend": "gemm", "size": n, "threads": threads, "warmup": 3, "runs": 15},
+                      workdir, timeout)
+    return res.get("gflops")
+
+
+def add_peak(rows: list[dict], peak_gflops: float | None) -> list[dict]:
+    """Each measured row's achieved rate: GFLOP/s = 2 x the reference network's MACs / median
+    latency (the useful work; zero-padded deploy channels are not counted), and its percentage
+    of ``peak_gflops``."""
+    for r in rows:
+        lat = r.get("latency_ms")
+        if lat and r.get("macs"):
+            r["gflops"] = 2 * r["macs"] / (lat["median"] / 1000) / 1e9
+            r["peak_pct"] = 100 * r["gflops"] / peak_gflops if peak_gflops else None
+    return rows
 
 
 def random_model(name: str, seed: int = 0):
@@ -280,8 +300,9 @@ class Bench:
 def markdown(rows: list[dict], env: dict | None = None) -> str:
     has_q = any(r.get("quality") for r in rows)
     many = len({r.get("model") for r in rows}) > 1
+    has_peak = any(r.get("gflops") for r in rows)
     head = (["model"] if many else []) + ["backend", "precision", "size", "status", "MB", "params", "GMACs", "median ms", "p90 ms", "min ms",
-            "MP/s", "peak RSS MB", "parity dB", "max abs err"] + (["PSNR/SSIM vs GT"] if has_q else [])
+            "MP/s"] + (["GFLOP/s", "% GEMM peak"] if has_peak else []) + ["peak RSS MB", "parity dB", "max abs err"] + (["PSNR/SSIM vs GT"] if has_q else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def f(v, fmt):
@@ -292,8 +313,10 @@ def markdown(rows: list[dict], env: dict | None = None) -> str:
         status = r["status"] + (f" ({r['reason']})" if r.get("reason") else "")
         cells = ([r.get("model") or "-"] if many else []) + [r["backend"], r["precision"], str(r["size"]), status, f(r.get("artifact_mb"), ".2f"),
                  f"{r['params'] / 1e6:.3f}M", f"{r['macs'] / 1e9:.2f}", f(lat.get("median"), ".1f"),
-                 f(lat.get("p90"), ".1f"), f(lat.get("min"), ".1f"), f(r.get("megapixels_per_s"), ".3f"),
-                 f(r.get("peak_rss_mb"), ".0f"), f(r.get("parity_psnr_db"), ".1f"), f(r.get("parity_max_abs"), ".1e")]
+                 f(lat.get("p90"), ".1f"), f(lat.get("min"), ".1f"), f(r.get("megapixels_per_s"), ".3f")]
+        if has_peak:
+            cells += [f(r.get("gflops"), ".1f"), f(r.get("peak_pct"), ".0f")]
+        cells += [f(r.get("peak_rss_mb"), ".0f"), f(r.get("parity_psnr_db"), ".1f"), f(r.get("parity_max_abs"), ".1e")]
         if has_q:
             q = r.get("quality")
             cells.append(f"{q['psnr']:.2f} / {q['ssim']:.4f} ({q['set']}, n={q['n']})" if q else "-")
@@ -303,7 +326,10 @@ def markdown(rows: list[dict], env: dict | None = None) -> str:
         lines.append(f"{env['cpu']}, {env['threads']} threads, torch {env['versions']['torch']}, "
                      f"onnxruntime {env['versions']['onnxruntime']}, openvino {env['versions']['openvino']}; "
                      f"{env['date']}. MACs = torch.utils.flop_counter FLOPs / 2. Latency: median of the timed runs "
-                     "after warm-up; peak RSS: a fresh process running one engine.")
+                     "after warm-up; peak RSS: a fresh process running one engine."
+                     + (f" GEMM peak {env['gemm_peak_gflops']:.1f} GFLOP/s (float32 {env.get('gemm_n', 1024)}^2 matmul, "
+                        "same threads, this run); GFLOP/s = 2 x MACs / median latency."
+                        if env.get("gemm_peak_gflops") else ""))
     return "\n".join(lines)
 
 

@@ -37,7 +37,32 @@ def _current_rss_mb() -> float:
         return float("nan")
 
 
+def gemm_peak(spec: dict) -> dict:
+    """This machine's float32 GEMM rate at the bench's thread count: an n x n matmul (torch's
+    BLAS), median of ``runs`` after warm-up, as GFLOP/s (2 n^3 flops per product)."""
+    import statistics
+
+    import torch
+
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    n = int(spec.get("size", 1024))
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(n, n, generator=g), torch.rand(n, n, generator=g)
+    c = torch.empty(n, n)
+    for _ in range(int(spec.get("warmup", 3))):
+        torch.matmul(a, b, out=c)
+    times = []
+    for _ in range(int(spec.get("runs", 15))):
+        t0 = time.perf_counter()
+        torch.matmul(a, b, out=c)
+        times.append(time.perf_counter() - t0)
+    return {"gflops": 2 * n**3 / statistics.median(times) / 1e9, "n": n, "threads": torch.get_num_threads()}
+
+
 def measure(spec: dict) -> dict:
+    if spec.get("kind") == "gemm":
+        return gemm_peak(spec)
     import numpy as np
 
     from ..runtime import Restorer

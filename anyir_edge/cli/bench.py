@@ -34,7 +34,8 @@ MAX_SIZE = 8192  # a 8192x8192 float32 image is 0.8 GB before any activation: la
 
 def main(argv: list[str] | None = None) -> int:
     from .. import DEFAULT_MODEL
-    from ..bench import BACKENDS, PRECISIONS, TASKS, Bench, Settings, environment, markdown, plot, write_json
+    from ..bench import (BACKENDS, PRECISIONS, TASKS, Bench, Settings, add_peak, environment, gemm_peak, markdown, plot,
+                         write_json)
 
     ap = ArgumentParser(prog="anyir-bench", description="Benchmark AnyIR engines side by side: status, size, "
                                  "params, MACs, latency, throughput, peak RSS and parity vs the PyTorch fp32 reference.",
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", type=Path, help="PNG of latency vs resolution per backend")
     ap.add_argument("--workdir", type=Path, help="keep exported engines here (default: a temp dir, removed)")
     ap.add_argument("--fail-below", type=float, metavar="DB", help="exit 1 if any parity PSNR is below DB")
+    ap.add_argument("--no-gemm-peak", action="store_true",
+                    help="skip measuring this machine's float32 GEMM peak (by default measured once per run, ~2 s, "
+                         "and every row gets its achieved GFLOP/s and %% of that peak)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
     sizes = tuple(args.sizes or ([args.size] if args.size is not None else [224]))
@@ -89,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             bench.close()
     env = environment(args.threads)
+    if not args.no_gemm_peak and any(r.get("latency_ms") for r in rows):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="anyir-bench-gemm-") as d:
+            env["gemm_peak_gflops"], env["gemm_n"] = gemm_peak(args.threads, Path(d)), 1024
+        add_peak(rows, env["gemm_peak_gflops"])
     table = markdown(rows, env)
     print(table)
     if args.json:
