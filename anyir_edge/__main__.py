@@ -20,8 +20,11 @@ def _info(args) -> int:
     print(f"anyir-edge {__version__}")
     print(f"| model | architecture | width | encoder | decoder | refine | params | GMACs @{args.size} | shipped weights |")
     print("|---|---|---|---|---|---|---|---|---|")
+    import torch
+
     for name, cfg in CONFIGS.items():
-        m = create(name)
+        with torch.device("meta"):  # counts need shapes only: no weights, no arithmetic
+            m = create(name)
         w = shipped.get(name)
         lay = cfg.layout()
         print(

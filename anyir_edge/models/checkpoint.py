@@ -202,7 +202,7 @@ def _architecture(sd, meta: dict[str, str], path: Path) -> Architecture:
         raise CheckpointError(f"{path}: {e}") from None
     if arch is None:
         raise CheckpointError(f"{path}: the weights are not of a supported architecture "
-                              f"({', '.join(sorted(ARCHITECTURES))}); e.g. no key like those of AnyIR's GatedDA")
+                              f"({', '.join(sorted(ARCHITECTURES))}); no architecture's signature keys were found")
     return arch
 
 
