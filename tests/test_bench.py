@@ -213,3 +213,33 @@ def test_architecture_comparison_divides_by_the_base_in_the_same_run(tmp_path):
     src.write_text(json.dumps(doc))
     assert mod.main([str(src), "--markdown", str(tmp_path / "r.md")]) == 0 and (tmp_path / "r.md").read_text() == text
     assert mod.main([str(tmp_path / "missing.json")]) == 2
+
+
+def test_operator_classes_and_their_flops():
+    """benchmarks/profile_ops.py sorts profiled nodes into the classes the issue names and counts a
+    node's work from the shapes the profiler records."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("profile_ops", Path(__file__).resolve().parents[1] / "benchmarks" / "profile_ops.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    x = {"float": [1, 16, 32, 32]}
+    cases = [("Conv", [x, {"float": [24, 16, 1, 1]}], [{"float": [1, 24, 32, 32]}], "conv 1x1", 2 * 24 * 32 * 32 * 16),
+             ("FusedConv", [x, {"float": [16, 1, 3, 3]}], [x], "conv depthwise", 2 * 16 * 32 * 32 * 9),
+             ("NchwcConv", [x, {"float": [32, 16, 3, 3]}], [{"float": [1, 32, 32, 32]}], "conv kxk", 2 * 32 * 32 * 32 * 144),
+             ("MatMul", [{"float": [1, 2, 8, 1024]}, {"float": [1, 2, 1024, 8]}], [{"float": [1, 2, 8, 8]}],
+              "matmul/attention", 2 * 2 * 8 * 8 * 1024),
+             ("LayerNormalization", [x], [x], "layernorm", 0), ("ReorderOutput", [x], [x], "layout reorder", 0),
+             ("Sigmoid", [x], [x], "element-wise", 0), ("Transpose", [x], [x], "copy/reshape", 0),
+             ("ReduceL2", [x], [x], "reduce/softmax", 0), ("DepthToSpace", [x], [x], "pixel shuffle", 0)]
+    for op, ins, outs, cls, flops in cases:
+        assert mod.classify_ort(op, ins) == cls, op
+        assert mod.flops_ort(op, ins, outs) == flops, op
+    assert mod._bytes([{"float": [2, 3]}, {"int64": [4]}]) == 2 * 3 * 4 + 4 * 8
+    assert mod.classify_ov("GroupConvolution", "", []) == "conv depthwise"
+    assert mod.classify_ov("Convolution", "", [[1, 8, 4, 4], [8, 8, 1, 1]]) == "conv 1x1"
+    assert mod.classify_ov("Subgraph", "/a/MatMul,/a/Softmax", []) == "matmul/attention"
+    assert mod.classify_ov("Subgraph", "/n/LayerNormalization", []) == "layernorm"
+    assert mod.classify_ov("Subgraph", "/a/Add,/a/Sigmoid", []) == "element-wise"
+    assert mod.classify_ov("Reorder", "", []) == "layout reorder"
