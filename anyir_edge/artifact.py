@@ -136,7 +136,30 @@ def companion(path, what: str) -> Path:
 
 
 def certificate_path(engine_path) -> Path:
-    return companion(engine_path, CERTIFICATE_SUFFIX)
+    """Where the exporter writes an engine's certificate: the engine's file name + ``.parity.json``
+    (NAME.onnx.parity.json, NAME.xml.parity.json, NAME.engine.parity.json), so engines of several
+    formats exported into one folder under one name each keep their own."""
+    p = Path(engine_path)
+    return p.with_name(p.name + CERTIFICATE_SUFFIX)
+
+
+def find_certificate(engine_path) -> Path | None:
+    """The certificate that describes this engine file: :func:`certificate_path`, or, from
+    exports before 0.2, NAME.parity.json when it names this engine (its ``engine`` field) or
+    names none.  None when there is neither."""
+    p = Path(engine_path)
+    cert = certificate_path(p)
+    if cert.is_file():
+        return cert
+    legacy = companion(p, CERTIFICATE_SUFFIX)
+    if not legacy.is_file():
+        return None
+    try:
+        doc = json.loads(legacy.read_text())
+    except (OSError, ValueError):
+        return legacy  # unreadable: certificate_mismatch says so
+    named = doc.get("engine") if isinstance(doc, dict) else None
+    return legacy if named in (None, p.name) else None
 
 
 def engine_files(engine_path) -> list[Path]:
@@ -165,8 +188,8 @@ def engine_sha256(engine_path) -> str:
 def certificate_mismatch(engine_path) -> str | None:
     """Why the parity certificate beside an engine does not describe it (None when it does, or
     when there is no certificate, or one from before certificates recorded the engine's digest)."""
-    cert = certificate_path(engine_path)
-    if not cert.is_file():
+    cert = find_certificate(engine_path)
+    if cert is None:
         return None
     try:
         doc = json.loads(cert.read_text())

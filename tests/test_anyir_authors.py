@@ -211,7 +211,7 @@ def test_their_checkpoint_goes_through_export_restore_and_bench(tmp_path, capsys
                                                "--threads", "1"])
     assert rc == 0, capsys.readouterr().err
     onnx_path = tmp_path / "anyir-authors-d8.onnx"
-    cert = json.loads((tmp_path / "anyir-authors-d8.parity.json").read_text())
+    cert = json.loads((tmp_path / "anyir-authors-d8.onnx.parity.json").read_text())
     assert cert["passed"] and cert["summary"]["psnr_min"] >= 60 and cert["arch"] == "anyir"
     assert cert["config"]["dim"] == 8 and cert["weights_sha256"] == anyir_edge.weights_sha256(load_model(ckpt))
     img = (np.random.default_rng(0).random((37, 45, 3)) * 255).astype(np.uint8)

@@ -85,3 +85,40 @@ def test_sidecar_is_beside_the_engine_and_errors_are_one_line(tmp_path):
     artifact.sidecar_path(eng).write_text("{")
     with pytest.raises(EngineError, match="unreadable"):
         artifact.read_sidecar(eng)
+
+
+def test_each_engine_keeps_its_own_certificate(tmp_path):
+    """Engines of two formats exported under one name into one folder each have a certificate
+    (NAME.onnx.parity.json, NAME.xml.parity.json); a pre-0.2 NAME.parity.json counts only for
+    the engine it names, and the exporter's placing step removes it when it replaces that engine."""
+    import json
+
+    from anyir_edge.export import _accept_or_reject
+
+    onnx_, xml = tmp_path / "m.onnx", tmp_path / "m.xml"
+    assert artifact.certificate_path(onnx_).name == "m.onnx.parity.json"
+    assert artifact.certificate_path(xml).name == "m.xml.parity.json"
+    assert artifact.find_certificate(onnx_) is None
+    legacy = tmp_path / "m.parity.json"
+    legacy.write_text(json.dumps({"engine": "m.xml", "engine_sha256": "0" * 64}))
+    onnx_.write_bytes(b"onnx engine")
+    assert artifact.find_certificate(onnx_) is None and artifact.certificate_mismatch(onnx_) is None
+    xml.write_bytes(b"ir")
+    (tmp_path / "m.bin").write_bytes(b"weights")
+    assert artifact.find_certificate(xml) == legacy and "another engine file" in artifact.certificate_mismatch(xml)
+    legacy.write_text(json.dumps({"engine_sha256": "0" * 64}))  # names no engine: taken as before
+    assert artifact.find_certificate(onnx_) == legacy
+    legacy.write_text(json.dumps({"engine": "m.onnx", "engine_sha256": "0" * 64}))
+    # export two formats under one name: both certificates stay, each matching its engine
+    for final, body in ((onnx_, b"new onnx"), (xml, b"new ir")):
+        tmp = tmp_path / f"work-{final.suffix[1:]}{final.suffix}"
+        tmp.write_bytes(body)
+        companions = [tmp.with_suffix(".bin")] if final.suffix == ".xml" else []
+        for c in companions:
+            c.write_bytes(b"new weights")
+        cert_path, _ = _accept_or_reject(tmp, final, companions, {"passed": True}, None)
+        assert cert_path == artifact.certificate_path(final)
+    assert not legacy.exists()  # it described the onnx engine that was replaced
+    for final in (onnx_, xml):
+        doc = json.loads(artifact.certificate_path(final).read_text())
+        assert doc["engine"] == final.name and artifact.certificate_mismatch(final) is None

@@ -141,7 +141,7 @@ def test_bench_engines_pass_the_exporters_own_gate(ckpt, tmp_path, monkeypatch):
     def fake_export(model, **kw):
         seen.update(kw)
         raise E.ParityError("parity 25.00 dB is below the 35 dB gate: engine rejected, kept as /tmp/x/e.rejected.xml "
-                            "(certificate e.rejected.parity.json); e.xml was not written",
+                            "(certificate e.rejected.xml.parity.json); e.xml was not written",
                             failure="parity 25.00 dB is below the 35 dB gate")
 
     monkeypatch.setattr(E, "export", fake_export)

@@ -199,7 +199,8 @@ def test_app_errors_are_one_line(build, models, tmp_path):
 
 
 def test_app_warns_when_the_certificate_describes_another_engine(build, models, tmp_path):
-    """NAME.parity.json records the engine's SHA-256: the C++ app checks it as Python does."""
+    """NAME.onnx.parity.json records the engine's SHA-256: the C++ app checks it as Python does,
+    and reads a pre-0.2 NAME.parity.json only when it names this engine."""
     import json
     import shutil
 
@@ -215,6 +216,13 @@ def test_app_warns_when_the_certificate_describes_another_engine(build, models, 
         assert p.returncode == 0, p.stderr
         warnings = [ln for ln in p.stderr.splitlines() if "warning:" in ln]
         assert len(warnings) == int(warns) and (not warns or "was made for another engine file" in warnings[0])
+    artifact.certificate_path(eng).unlink()
+    for named, warns in (("m.xml", False), ("m.onnx", True)):
+        (tmp_path / "m.parity.json").write_text(json.dumps({"engine": named, "engine_sha256": "0" * 64}))
+        p = subprocess.run([str(app), str(src), str(tmp_path / "o.png"), "--model", str(eng), "-q"],
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert sum("warning:" in ln for ln in p.stderr.splitlines()) == int(warns), (named, p.stderr)
 
 
 def test_bench_profile_groups_libraries_by_side():

@@ -41,10 +41,10 @@ def reference(model, x):
 # ------------------------------------------------------------------ round trip
 def test_export_writes_model_and_certificate_by_name(fold_export, ckpt):
     assert fold_export.path.name == "tiny-test.onnx" and fold_export.path.is_file()
-    assert fold_export.certificate_path.name == "tiny-test.parity.json"
+    assert fold_export.certificate_path.name == "tiny-test.onnx.parity.json"
     assert fold_export.fft == "fold"  # auto -> fold
     leftovers = [p.name for p in fold_export.path.parent.iterdir()
-                 if p.name not in ("tiny-test.onnx", "tiny-test.parity.json")]
+                 if p.name not in ("tiny-test.onnx", "tiny-test.onnx.parity.json")]
     assert leftovers == []  # no temporary files left behind
 
 
@@ -165,7 +165,7 @@ def test_fft_matmul_parity_via_cli(ckpt, tmp_path, capsys):
     rc = run("anyir-export", lambda argv: __import__("anyir_edge.cli.export", fromlist=["main"]).main(argv),
              ["--to", "onnx", "--model", str(ckpt), "--fft", "matmul", "--output", str(out), "--threads", "1"])
     assert rc == 0, capsys.readouterr().err
-    cert = json.loads((tmp_path / "mm.parity.json").read_text())
+    cert = json.loads((tmp_path / "mm.onnx.parity.json").read_text())
     assert cert["fft"] == "matmul" and cert["passed"] and cert["summary"]["psnr_min"] >= 60
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert "DFT" not in ops and {"Cos", "Sin"} <= ops  # DFT matrices built from the runtime shape
@@ -231,11 +231,11 @@ def test_export_rejects_engine_below_gate(fold_export, ckpt, tmp_path, monkeypat
     assert "\n" not in str(e.value)
     assert (tmp_path / "tiny-test.onnx").read_bytes() == b"previous good engine"  # untouched
     assert (tmp_path / "tiny-test.rejected.onnx").is_file()
-    cert = json.loads((tmp_path / "tiny-test.rejected.parity.json").read_text())
+    cert = json.loads((tmp_path / "tiny-test.rejected.onnx.parity.json").read_text())
     assert cert["passed"] is False and cert["rejected"] is True
-    assert not (tmp_path / "tiny-test.parity.json").exists()
+    assert not (tmp_path / "tiny-test.onnx.parity.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "tiny-test.onnx", "tiny-test.rejected.onnx", "tiny-test.rejected.parity.json"]
+        "tiny-test.onnx", "tiny-test.rejected.onnx", "tiny-test.rejected.onnx.parity.json"]
 
 
 def test_cli_gate_exit_code(fold_export, ckpt, tmp_path, monkeypatch, capsys):

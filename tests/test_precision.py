@@ -212,7 +212,7 @@ def test_bad_quantization_is_refused(ckpt, small_inputs, tmp_path, monkeypatch):
                log=lambda m: None)
     assert "\n" not in str(e.value)
     assert (tmp_path / "tiny-int8.onnx").read_bytes() == b"previous good engine"
-    cert = json.loads((tmp_path / "tiny-int8.rejected.parity.json").read_text())
+    cert = json.loads((tmp_path / "tiny-int8.rejected.onnx.parity.json").read_text())
     assert cert["passed"] is False and cert["rejected"] and cert["precision"] == "int8"
     assert cert["summary"]["psnr_min"] < 35
 
@@ -331,4 +331,4 @@ def test_openvino_int8_through_the_qdq_graph(nncf, ckpt, small_inputs, calib_dir
     assert sum(op.get_type_name() == "FakeQuantize" for op in m.get_ordered_ops()) >= len(rp["quantized_nodes"])
     assert m.get_rt_info(["anyir_edge", "int8_method"]).astype(str) == "onnx-qdq"
     assert m.get_rt_info(["anyir_edge", "int8_weight_bits"]).astype(str) == "7"  # no saturation warning on AVX2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-int8.bin", "tiny-int8.parity.json", "tiny-int8.xml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-int8.bin", "tiny-int8.xml", "tiny-int8.xml.parity.json"]

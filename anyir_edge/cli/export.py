@@ -19,9 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="anyir-export",
         description="Export an AnyIR model to ONNX / OpenVINO / TensorRT, verified against the PyTorch "
-                    "reference (writes NAME.<suffix> and NAME.parity.json).",
+                    "reference (writes NAME.<suffix> and NAME.<suffix>.parity.json).",
         epilog=f"formats (name, aliases, suffix, device, what):\n{table}\n\n"
-               "An engine below the parity gate is kept as NAME.rejected.<suffix> with NAME.rejected.parity.json "
+               "An engine below the parity gate is kept as NAME.rejected.<suffix> with NAME.rejected.<suffix>.parity.json "
                "and the command exits 1.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

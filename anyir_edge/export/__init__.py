@@ -10,10 +10,10 @@ before any work, load the model, let the target build in a scratch folder, verif
 against ``forward`` with ``fft_mode="fft"`` on the shipped assets (:mod:`.parity`: at sizes
 other than the export sample, which also proves the dynamic H/W), let the target add its own
 gates (the quality gate of reduced precision, TensorRT's sidecar), then place engine,
-companions and ``NAME.parity.json`` (the engine first, then its certificate with the
+companions and ``NAME.<suffix>.parity.json`` (the engine first, then its certificate with the
 engine's digest).  An engine below the gate (60 dB fp32 by default) never reaches
 ``NAME.<suffix>``: it is kept as ``NAME.rejected.<suffix>`` with
-``NAME.rejected.parity.json`` and :class:`ParityError` is raised (a previous good engine is
+``NAME.rejected.<suffix>.parity.json`` and :class:`ParityError` is raised (a previous good engine is
 left untouched).
 """
 from __future__ import annotations
@@ -81,7 +81,7 @@ def output_path(output, stem: str, fmt: Format) -> Path:
     return p
 
 
-sidecar = artifact.companion  # NAME.<what> beside NAME.<suffix> (NAME.parity.json, NAME.rejected.onnx)
+sidecar = artifact.companion  # NAME.<what> beside NAME.<suffix> (NAME.trt.json, NAME.rejected.onnx)
 
 
 def verify(engine_path, model, inputs=None, threshold: float = DEFAULT_THRESHOLD_DB, threads: int | None = None,
@@ -169,7 +169,7 @@ def export(model, to: str = "onnx", output=None, fft: str | None = None, inputs=
 
 def _accept_or_reject(engine_tmp: Path, final: Path, companions, cert: dict, failure: str | None):
     """Place a verified engine at ``final`` with its certificate; or, on ``failure``, keep it as
-    NAME.rejected.SUFFIX (+ NAME.rejected.parity.json) and raise :class:`ParityError`, leaving
+    NAME.rejected.SUFFIX (+ NAME.rejected.SUFFIX.parity.json) and raise :class:`ParityError`, leaving
     whatever was at ``final`` untouched.  Returns (certificate path, placed files).
 
     The certificate records the engine's digest (``engine_sha256``) and is written after the
@@ -183,6 +183,9 @@ def _accept_or_reject(engine_tmp: Path, final: Path, companions, cert: dict, fai
     if failure:
         cert["rejected"] = True
     cert_path.unlink(missing_ok=True)
+    stale = artifact.find_certificate(target)  # a pre-0.2 NAME.parity.json of the engine being replaced
+    if stale is not None:
+        stale.unlink(missing_ok=True)
     placed = _place(engine_tmp, target, companions)
     write_json(cert_path, cert)
     if failure:

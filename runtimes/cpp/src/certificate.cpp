@@ -1,4 +1,5 @@
-// Does the parity certificate beside an engine describe it?  NAME.parity.json records the SHA-256
+// Does the parity certificate beside an engine describe it?  NAME.<suffix>.parity.json (or, from
+// exports before 0.2, NAME.parity.json when its "engine" field names this file) records the SHA-256
 // of the engine's files (engine_sha256; the .xml and its .bin for OpenVINO), written by
 // anyir-export after the engine was placed (anyir_edge/artifact.py: certificate_mismatch is the
 // Python twin).  A mismatch means the engine was replaced or edited after it was verified.
@@ -51,9 +52,15 @@ std::string json_string(const std::string& doc, const std::string& key) {
 }  // namespace
 
 std::string certificate_warning(const std::string& engine_path) {
-  const std::string cert_path = with_suffix(engine_path, ".parity.json");
+  std::string cert_path = engine_path + ".parity.json";
   std::string doc;
-  if (!read_file(cert_path, doc)) return "";
+  if (!read_file(cert_path, doc)) {
+    cert_path = with_suffix(engine_path, ".parity.json");  // before 0.2: NAME.parity.json
+    if (!read_file(cert_path, doc)) return "";
+    const size_t slash = engine_path.find_last_of('/');
+    const std::string named = json_string(doc, "engine");
+    if (!named.empty() && named != engine_path.substr(slash == std::string::npos ? 0 : slash + 1)) return "";
+  }
   const std::string want = json_string(doc, "engine_sha256");
   if (want.empty()) return "";  // written before certificates recorded the digest
 #ifdef ANYIR_WITH_OPENSSL
