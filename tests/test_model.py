@@ -174,8 +174,8 @@ def test_skip_split_is_interleaved():
 def test_registry_lists_every_architecture():
     from anyir_edge.models import ARCHITECTURES, get_architecture
 
-    assert {"anyir", "anyir-paper"} <= set(ARCHITECTURES)
-    assert {"anyir", "anyir-l", "anyir-tiny", "anyir-paper", "anyir-paper-tiny"} <= set(CONFIGS)
+    assert {"anyir", "anyir-paper", "promptir", "moce-ir"} <= set(ARCHITECTURES)
+    assert {"anyir", "anyir-l", "anyir-tiny", "anyir-paper", "anyir-paper-tiny", "promptir", "moce-ir-s", "moce-ir"} <= set(CONFIGS)
     for name, cfg in CONFIGS.items():
         m = create(name)
         assert type(m).arch == cfg.arch == get_architecture(m).name and m.name == name

@@ -9,6 +9,11 @@ architecture; adding one is adding a folder.  Registered today:
   ``anyir-tiny`` (ours, for CPUs and phones).
 * ``anyir-paper`` (:mod:`.anyir_paper`): our reading of the paper before code was published.
   Configurations ``anyir-paper`` (the paper's Table 6 cost) and ``anyir-paper-tiny``.
+* ``promptir`` (:mod:`.promptir`): PromptIR (Potlapalli et al. 2023), the layout of the authors'
+  code. Configuration ``promptir`` (theirs, 35.59M parameters, 132.23 GMACs at 224x224).
+* ``moce-ir`` (:mod:`.moce_ir`): MoCE-IR (Zamfir et al. 2025), the layout of the authors' code.
+  Configurations ``moce-ir-s`` (11.48M parameters, 39.36 GMACs at 224x224 with every expert
+  computed) and ``moce-ir`` (25.35M, 85.24 GMACs), both theirs (``src/options.py``).
 
 MACs are counted with ``torch.utils.flop_counter`` and reported as FLOPs / 2
 (see :func:`anyir_edge.models.complexity.count_macs`).

@@ -32,7 +32,7 @@ def check_fft_mode(mode: str) -> str:
     return mode
 
 
-def _dft_cos_sin(n: int, k: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def dft_cos_sin(n: int, k: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of 2*pi*(i*j mod n)/n for i < n, j < k, as (n, k) matrices."""
     i = torch.arange(n, device=like.device)
     j = torch.arange(k, device=like.device)
@@ -44,10 +44,10 @@ def _dft_cos_sin(n: int, k: int, like: torch.Tensor) -> tuple[torch.Tensor, torc
 def rfft2_matmul(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``torch.fft.rfft2(x)`` as (real, imag) tensors of shape (..., H, W//2+1)."""
     h, w = x.shape[-2], x.shape[-1]
-    cw, sw = _dft_cos_sin(w, w // 2 + 1, x)          # (W, K)
+    cw, sw = dft_cos_sin(w, w // 2 + 1, x)          # (W, K)
     re = x @ cw                                       # real DFT along W: e^{-i t}
     im = -(x @ sw)
-    ch, sh = _dft_cos_sin(h, h, x)                    # (H, H), symmetric
+    ch, sh = dft_cos_sin(h, h, x)                    # (H, H), symmetric
     # complex DFT along H: (cos - i sin)(re + i im)
     re2 = ch @ re + sh @ im
     im2 = ch @ im - sh @ re
@@ -57,12 +57,12 @@ def rfft2_matmul(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def irfft2_matmul(re: torch.Tensor, im: torch.Tensor, w: int) -> tuple[torch.Tensor]:
     """``torch.fft.irfft2(re + i*im, s=(H, w))`` for a half spectrum of shape (..., H, w//2+1)."""
     h = re.shape[-2]
-    ch, sh = _dft_cos_sin(h, h, re)
+    ch, sh = dft_cos_sin(h, h, re)
     # inverse complex DFT along H: (cos + i sin)(re + i im) / H
     re1 = (ch @ re - sh @ im) / h
     im1 = (ch @ im + sh @ re) / h
     k = w // 2 + 1
-    cw, sw = _dft_cos_sin(w, k, re)                   # (W, K)
+    cw, sw = dft_cos_sin(w, k, re)                   # (W, K)
     # Hermitian weights: DC (and Nyquist for even W) once, the other bins twice.  The
     # imaginary parts of DC/Nyquist drop out because sin(0) = sin(pi*n) = 0, as in c2r FFTs.
     kk = torch.arange(k, device=re.device)
