@@ -69,6 +69,18 @@ def models(tmp_path_factory):
     exporter, opset = onnx_export.trace(m, str(graph), "fold", pad_in_graph=True)
     onnx_export.finalize(str(graph), onnx_export.metadata(m, "fold", exporter, opset, None, pad_in_graph=True))
     out["onnxruntime-graphpad"] = graph
+    # the other architectures' golden fixtures (their authors' code with random weights; see
+    # tests/test_promptir.py and tests/test_moce_ir.py), exported as anyir-export does by default
+    from anyir_edge import load_model
+
+    fixtures = Path(__file__).parent / "fixtures"
+    for arch, ckpt in (("promptir", "promptir-authors-d6.ckpt"), ("moce-ir", "moce-ir-authors-d4-spread.ckpt")):
+        net = load_model(fixtures / ckpt)
+        fft = net.fast_fft_mode()
+        path = d / f"{arch}.onnx"
+        exporter, opset = onnx_export.trace(net, str(path), fft, pad_in_graph=True)
+        onnx_export.finalize(str(path), onnx_export.metadata(net, fft, exporter, opset, None, pad_in_graph=True))
+        out[arch] = path
     try:
         import openvino  # noqa: F401
 
@@ -137,6 +149,9 @@ CASES = [
     ("onnxruntime-graphpad", "kite_251x333.png", 64, 16),
     ("openvino", "kite_251x333.png", None, None),
     ("openvino", "wood_160x160.png", 64, 16),
+    ("promptir", "kite_251x333.png", None, None),
+    ("moce-ir", "kite_251x333.png", None, None),
+    ("moce-ir", "wood_160x160.png", 64, 16),
 ]
 
 
