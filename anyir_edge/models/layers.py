@@ -88,3 +88,55 @@ def downsample(dim: int) -> nn.Sequential:
 def upsample(dim: int) -> nn.Sequential:
     """3x3 conv (dim -> 2 dim) + pixel-shuffle(2): twice the resolution, half the channels."""
     return nn.Sequential(nn.Conv2d(dim, dim * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
+
+
+# ------------------------------------------------ Restormer-family wrappers (their key layout)
+class BodyNorm(nn.Module):
+    """Restormer's ``LayerNorm`` wrapper: the parameters live under ``body`` (``norm1.body.weight``);
+    ``kind`` "withbias" or "biasfree"."""
+
+    def __init__(self, dim: int, kind: str = "withbias"):
+        super().__init__()
+        self.body = LayerNorm2d(dim, bias=kind == "withbias")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class Resample(nn.Module):
+    """Restormer's ``Downsample`` / ``Upsample``: the layers live under ``body``."""
+
+    def __init__(self, body: nn.Sequential):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class PatchEmbed(nn.Module):
+    """Restormer's ``OverlapPatchEmbed``: a bias-free 3x3 conv under ``proj``."""
+
+    def __init__(self, cin: int, dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(cin, dim, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class MDTA(nn.Module):
+    """Restormer's transposed self-attention (their ``Attention``; keys ``temperature``, ``qkv``,
+    ``qkv_dwconv``, ``project_out``)."""
+
+    def __init__(self, dim: int, heads: int, bias: bool = False):
+        super().__init__()
+        self.heads = heads
+        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
+        self.qkv = conv1x1(dim, dim * 3, bias)
+        self.qkv_dwconv = dwconv(dim * 3, 3, bias)
+        self.project_out = conv1x1(dim, dim, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
+        return self.project_out(channel_attention(q, k, v, self.heads, self.temperature))

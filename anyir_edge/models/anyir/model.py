@@ -41,7 +41,17 @@ import torch
 from torch import nn
 
 from ..base import ConfigError, FrequencyPath, NetConfig, RestorationNet
-from ..layers import GatedFFN, LayerNorm2d, channel_attention, conv1x1, dwconv, downsample, upsample
+from ..layers import (
+    BodyNorm,
+    GatedFFN,
+    PatchEmbed,
+    Resample,
+    channel_attention,
+    conv1x1,
+    downsample,
+    dwconv,
+    upsample,
+)
 from ..spectral import check_fft_mode, frequency_sum
 
 
@@ -175,50 +185,19 @@ class DegradationAttention(FrequencyPath):
         return self.fuse(a, self.gatedcnn(x[:, 1::2]))
 
 
-class Norm(nn.Module):
-    """Their ``LayerNorm`` wrapper: the parameters live under ``body``."""
-
-    def __init__(self, dim: int, kind: str):
-        super().__init__()
-        self.body = LayerNorm2d(dim, bias=kind == "withbias")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
 class Block(nn.Module):
     """``x + attn(norm1(x))`` then ``x + ffn(norm2(x))`` (keys as their ``TransformerBlock``)."""
 
     def __init__(self, dim: int, heads: int, cfg: AnyIRConfig, fft_mode: str = "fft"):
         super().__init__()
-        self.norm1 = Norm(dim, cfg.layernorm)
+        self.norm1 = BodyNorm(dim, cfg.layernorm)
         self.attn = DegradationAttention(dim, heads, cfg, fft_mode)
-        self.norm2 = Norm(dim, cfg.layernorm)
+        self.norm2 = BodyNorm(dim, cfg.layernorm)
         self.ffn = GatedFFN(dim, cfg.ffn_expansion, cfg.bias, dw_name="dwconv")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.ffn(self.norm2(x))
-
-
-class Resample(nn.Module):
-    """Their ``Downsample`` / ``Upsample``: the layers live under ``body``."""
-
-    def __init__(self, body: nn.Sequential):
-        super().__init__()
-        self.body = body
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class PatchEmbed(nn.Module):
-    def __init__(self, cin: int, dim: int):
-        super().__init__()
-        self.proj = nn.Conv2d(cin, dim, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
 
 
 class AnyIR(RestorationNet):

@@ -90,7 +90,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import ConfigError, FrequencyPath, NetConfig, RestorationNet
-from ..layers import GatedFFN, LayerNorm2d, channel_attention, conv1x1, downsample, dwconv, upsample
+from ..layers import (
+    MDTA,
+    BodyNorm,
+    GatedFFN,
+    PatchEmbed,
+    Resample,
+    channel_attention,
+    conv1x1,
+    downsample,
+    dwconv,
+    upsample,
+)
 from ..spectral import check_fft_mode, dft_cos_sin, irfft2_matmul, rfft2_matmul
 
 RANK_TYPES = ("spread", "constant", "lin", "double", "exp", "fact")
@@ -168,44 +179,6 @@ class MoCEIRConfig(NetConfig):
             if self.dec_blocks[lvl] and not all(1 <= r <= MAX_RANK for r in ranks):
                 raise ConfigError(f"expert ranks {list(ranks)} at width {width} (rank_type {self.rank_type!r}) "
                                   f"must lie in 1..{MAX_RANK}")
-
-
-class Norm(nn.Module):
-    """Their ``LayerNorm`` wrapper: the parameters live under ``body``."""
-
-    def __init__(self, dim: int, kind: str = "withbias"):
-        super().__init__()
-        self.body = LayerNorm2d(dim, bias=kind == "withbias")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class Resample(nn.Module):
-    """Their ``Downsample`` / ``Upsample``: the layers live under ``body``."""
-
-    def __init__(self, body: nn.Sequential):
-        super().__init__()
-        self.body = body
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class MDTA(nn.Module):
-    """Restormer's transposed self-attention (their ``Attention``), with ``project_out``."""
-
-    def __init__(self, dim: int, heads: int, bias: bool):
-        super().__init__()
-        self.heads = heads
-        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
-        self.qkv = conv1x1(dim, dim * 3, bias)
-        self.qkv_dwconv = dwconv(dim * 3, 3, bias)
-        self.project_out = conv1x1(dim, dim, bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
-        return self.project_out(channel_attention(q, k, v, self.heads, self.temperature))
 
 
 class CrossAttention(nn.Module):
@@ -304,7 +277,7 @@ class FFTAttention(FrequencyPath):
         self.q_dwconv = dwconv(dim, 3, bias=True)
         self.kv = conv1x1(dim, dim * 2)
         self.kv_dwconv = dwconv(dim * 2, 7, bias=True)
-        self.norm = Norm(dim, "withbias")
+        self.norm = BodyNorm(dim, "withbias")
         self.proj_out = conv1x1(dim, dim, bias=True)
         self.dft = PatchDFT(patch_size)
         self.fft_mode = check_fft_mode(fft_mode)
@@ -391,7 +364,7 @@ class EncoderBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, cfg: MoCEIRConfig):
         super().__init__()
-        self.norms = nn.ModuleList([Norm(dim, cfg.layernorm), Norm(dim, cfg.layernorm)])
+        self.norms = nn.ModuleList([BodyNorm(dim, cfg.layernorm), BodyNorm(dim, cfg.layernorm)])
         self.mixer = MDTA(dim, heads, bias=True)
         self.ffn = GatedFFN(dim, cfg.ffn_expansion, bias=True, dw_name="dwconv")
 
@@ -405,7 +378,7 @@ class DecoderBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, freq_dim: int, cfg: MoCEIRConfig, fft_mode: str = "fft"):
         super().__init__()
-        self.norms = nn.ModuleList([Norm(dim, cfg.layernorm), Norm(dim, cfg.layernorm)])
+        self.norms = nn.ModuleList([BodyNorm(dim, cfg.layernorm), BodyNorm(dim, cfg.layernorm)])
         self.proj = nn.ModuleList([conv1x1(dim, dim, bias=True), conv1x1(dim, dim, bias=True)])
         self.shared = MDTA(dim, heads, cfg.bias)
         self.mixer = CrossAttention(dim, heads, cfg.bias)
@@ -468,15 +441,6 @@ class FrequencyEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.high_conv(x).mean(dim=(-2, -1)))
-
-
-class PatchEmbed(nn.Module):
-    def __init__(self, cin: int, dim: int):
-        super().__init__()
-        self.proj = nn.Conv2d(cin, dim, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
 
 
 class MoCEIR(RestorationNet):

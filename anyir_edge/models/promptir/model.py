@@ -47,7 +47,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..base import ConfigError, NetConfig, RestorationNet
-from ..layers import GatedFFN, LayerNorm2d, channel_attention, conv1x1, downsample, dwconv, upsample
+from ..layers import (
+    MDTA,
+    BodyNorm,
+    GatedFFN,
+    PatchEmbed,
+    Resample,
+    conv1x1,
+    downsample,
+    upsample,
+)
 
 #: most elements one prompt block's ``prompt_param`` may hold (their largest: 5 x 64 x 64 x 64)
 MAX_PROMPT_ELEMENTS = 1 << 26
@@ -119,41 +128,14 @@ class PromptIRConfig(NetConfig):
                 raise ConfigError(f"ffn_expansion {self.ffn_expansion:g} leaves width {width} no hidden channels")
 
 
-class Norm(nn.Module):
-    """Their ``LayerNorm`` wrapper: the parameters live under ``body``."""
-
-    def __init__(self, dim: int, kind: str):
-        super().__init__()
-        self.body = LayerNorm2d(dim, bias=kind == "withbias")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class Attention(nn.Module):
-    """Restormer's MDTA (keys ``temperature``, ``qkv``, ``qkv_dwconv``, ``project_out``)."""
-
-    def __init__(self, dim: int, heads: int, bias: bool):
-        super().__init__()
-        self.heads = heads
-        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
-        self.qkv = conv1x1(dim, dim * 3, bias)
-        self.qkv_dwconv = dwconv(dim * 3, 3, bias)
-        self.project_out = conv1x1(dim, dim, bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
-        return self.project_out(channel_attention(q, k, v, self.heads, self.temperature))
-
-
 class Block(nn.Module):
     """``x + attn(norm1(x))`` then ``x + ffn(norm2(x))`` (keys as their ``TransformerBlock``)."""
 
     def __init__(self, dim: int, heads: int, cfg: PromptIRConfig):
         super().__init__()
-        self.norm1 = Norm(dim, cfg.layernorm)
-        self.attn = Attention(dim, heads, cfg.bias)
-        self.norm2 = Norm(dim, cfg.layernorm)
+        self.norm1 = BodyNorm(dim, cfg.layernorm)
+        self.attn = MDTA(dim, heads, cfg.bias)
+        self.norm2 = BodyNorm(dim, cfg.layernorm)
         self.ffn = GatedFFN(dim, cfg.ffn_expansion, cfg.bias, dw_name="dwconv")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,28 +159,6 @@ class PromptGen(nn.Module):
         # the size comes from the traced shape, so an exported graph resizes to any H', W'
         prompt = F.interpolate(prompt, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return self.conv3x3(prompt)
-
-
-class Resample(nn.Module):
-    """Their ``Downsample`` / ``Upsample``: the layers live under ``body``."""
-
-    def __init__(self, body: nn.Sequential):
-        super().__init__()
-        self.body = body
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class PatchEmbed(nn.Module):
-    """Their ``OverlapPatchEmbed``: a bias-free 3x3 conv under ``proj``."""
-
-    def __init__(self, cin: int, dim: int):
-        super().__init__()
-        self.proj = nn.Conv2d(cin, dim, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
 
 
 class PromptIR(RestorationNet):
