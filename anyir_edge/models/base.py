@@ -75,6 +75,29 @@ class NetConfig:
                     raise ConfigError(f"config field {name}={getattr(self, name)!r} is out of range (0..{top})")
 
 
+class UNetConfig(NetConfig):
+    """Mixin for the Restormer-family U-Nets' configurations (fields ``dim``, ``blocks``,
+    ``dec_blocks``, ``refine_blocks``, ``layernorm``): the decoder depths (the encoder's unless
+    ``dec_blocks`` says otherwise), the table layout and the checks they share."""
+
+    @property
+    def decoder_blocks(self) -> tuple[int, int, int]:
+        return tuple(self.blocks[:3]) if self.dec_blocks is None else tuple(self.dec_blocks)
+
+    def layout(self) -> dict:
+        return {"width": self.dim, "encoder": self.blocks, "decoder": self.decoder_blocks,
+                "refine": self.refine_blocks}
+
+    def validate(self) -> None:
+        super().validate()
+        if self.dim < 2 or self.dim % 2:
+            raise ConfigError(f"dim must be even and >= 2, got {self.dim}")
+        if self.dec_blocks is not None and len(self.dec_blocks) != 3:
+            raise ConfigError(f"dec_blocks must give decoder levels 1, 2 and 3, got {list(self.dec_blocks)}")
+        if self.layernorm not in ("withbias", "biasfree"):
+            raise ConfigError(f"layernorm must be 'withbias' or 'biasfree', got {self.layernorm!r}")
+
+
 def _coerce(name: str, value, default):
     """``value`` as the type of ``default`` (lists become tuples), or a :class:`ConfigError`."""
     def bad():

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..base import ConfigError, FrequencyPath, NetConfig, RestorationNet
+from ..base import ConfigError, FrequencyPath, RestorationNet, UNetConfig
 from ..layers import (
     BodyNorm,
     GatedFFN,
@@ -56,7 +56,7 @@ from ..spectral import check_fft_mode, frequency_sum
 
 
 @dataclass(frozen=True)
-class AnyIRConfig(NetConfig):
+class AnyIRConfig(UNetConfig):
     """One configuration of the authors' layout (field names follow their constructor's meaning)."""
 
     arch = "anyir"
@@ -75,22 +75,8 @@ class AnyIRConfig(NetConfig):
     layernorm: str = "withbias"     # "withbias" or "biasfree" (Restormer's LayerNorm_type)
     in_channels: int = 3
 
-    @property
-    def decoder_blocks(self) -> tuple[int, int, int]:
-        return tuple(self.blocks[:3]) if self.dec_blocks is None else tuple(self.dec_blocks)
-
-    def layout(self) -> dict:
-        return {"width": self.dim, "encoder": self.blocks, "decoder": self.decoder_blocks,
-                "refine": self.refine_blocks}
-
     def validate(self) -> None:
         super().validate()
-        if self.dim < 2 or self.dim % 2:
-            raise ConfigError(f"dim must be even and >= 2, got {self.dim}")
-        if self.dec_blocks is not None and len(self.dec_blocks) != 3:
-            raise ConfigError(f"dec_blocks must give decoder levels 1, 2 and 3, got {list(self.dec_blocks)}")
-        if self.layernorm not in ("withbias", "biasfree"):
-            raise ConfigError(f"layernorm must be 'withbias' or 'biasfree', got {self.layernorm!r}")
         if self.gate_kernel % 2 == 0:
             raise ConfigError(f"gate_kernel must be odd, got {self.gate_kernel}")
         if not 2.0 < self.gate_expansion <= 16.0:

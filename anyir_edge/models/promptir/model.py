@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..base import ConfigError, NetConfig, RestorationNet
+from ..base import ConfigError, RestorationNet, UNetConfig
 from ..layers import (
     MDTA,
     BodyNorm,
@@ -63,7 +63,7 @@ MAX_PROMPT_ELEMENTS = 1 << 26
 
 
 @dataclass(frozen=True)
-class PromptIRConfig(NetConfig):
+class PromptIRConfig(UNetConfig):
     """One configuration of the authors' layout.  Defaults are their ``PromptIR(decoder=True)``;
     the prompt and unused-conv widths, fixed numbers in their code, are fields here."""
 
@@ -87,26 +87,12 @@ class PromptIRConfig(NetConfig):
     in_channels: int = 3
 
     @property
-    def decoder_blocks(self) -> tuple[int, int, int]:
-        return tuple(self.blocks[:3]) if self.dec_blocks is None else tuple(self.dec_blocks)
-
-    @property
     def prompt_widths(self) -> tuple[int, int, int]:
         """Widths of the features prompt1, 2, 3 read: decoder levels 2 and 3 and the latent (2C, 4C, 8C)."""
         return (2 * self.dim, 4 * self.dim, 8 * self.dim)
 
-    def layout(self) -> dict:
-        return {"width": self.dim, "encoder": self.blocks, "decoder": self.decoder_blocks,
-                "refine": self.refine_blocks}
-
     def validate(self) -> None:
         super().validate()
-        if self.dim < 2 or self.dim % 2:
-            raise ConfigError(f"dim must be even and >= 2, got {self.dim}")
-        if self.dec_blocks is not None and len(self.dec_blocks) != 3:
-            raise ConfigError(f"dec_blocks must give decoder levels 1, 2 and 3, got {list(self.dec_blocks)}")
-        if self.layernorm not in ("withbias", "biasfree"):
-            raise ConfigError(f"layernorm must be 'withbias' or 'biasfree', got {self.layernorm!r}")
         if not 0.0 < self.ffn_expansion <= 16.0:
             raise ConfigError(f"ffn_expansion must be in (0, 16], got {self.ffn_expansion}")
         for name in ("prompt_dims", "prompt_lens", "prompt_sizes"):
