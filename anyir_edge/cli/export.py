@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = ArgumentParser(
         prog="anyir-export",
-        description="Export an AnyIR model to ONNX / OpenVINO / TensorRT, verified against the PyTorch "
+        description="Export a restoration model (AnyIR, PromptIR, MoCE-IR) to ONNX / OpenVINO / TensorRT, verified against the PyTorch "
                     "reference (writes NAME.<suffix> and NAME.<suffix>.parity.json).",
         epilog=f"formats (name, aliases, suffix, device, what):\n{table}\n\n"
                "An engine below the parity gate is kept as NAME.rejected.<suffix> with NAME.rejected.<suffix>.parity.json "
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default=None, metavar="FILE_OR_DIR",
                    help="output file or directory (default: NAME.<suffix> in the current directory)")
     p.add_argument("--fft", default=None, metavar="STRATEGY",
-                   help=f"frequency path: {'|'.join(FFT_STRATEGIES)} (default auto = fold, AnyIR's path is linear)")
+                   help=f"frequency path: {'|'.join(FFT_STRATEGIES)} (default auto: fold where the frequency path is linear, as AnyIR's; matmul where spectra are multiplied, as MoCE-IR's)")
     # every target's own options, from the target modules (anyir_edge/export/targets/)
     for name, spec in targets.options().items():
         for flags, kw in spec:
