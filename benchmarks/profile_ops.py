@@ -192,8 +192,9 @@ def machine_limits(threads: int) -> dict:
     """float32 GEMM GFLOP/s and element-wise memory bandwidth GB/s at ``threads`` (medians)."""
     import torch
 
-    torch.set_num_threads(threads)
-    a, b, c = torch.rand(1024, 1024), torch.rand(1024, 1024), torch.empty(1024, 1024)
+    from anyir_edge.bench.worker import gemm_peak  # the same measurement anyir-bench reports
+
+    gemm = gemm_peak({"threads": threads, "size": 1024, "warmup": 3, "runs": 15})["gflops"]
     n = 16 * 2**20  # 64 MiB of float32
     u, v, w = torch.rand(n), torch.rand(n), torch.empty(n)
 
@@ -207,7 +208,6 @@ def machine_limits(threads: int) -> dict:
             ts.append(time.perf_counter() - t0)
         return statistics.median(ts)
 
-    gemm = 2 * 1024**3 / med(lambda: torch.matmul(a, b, out=c), 15) / 1e9
     bw = 3 * 4 * n / med(lambda: torch.add(u, v, out=w), 15) / 1e9
     return {"gemm_gflops": gemm, "bandwidth_gbs": bw}
 

@@ -146,12 +146,12 @@ def _run_worker(spec: dict, workdir: Path, timeout: int) -> dict:
     return {"error": f"worker crashed: {tail[:200]}"}
 
 
-def gemm_peak(threads: int | None, workdir: Path, timeout: int = 300, n: int = 1024) -> float | None:
-    """This machine's float32 GEMM peak in GFLOP/s at ``threads`` (an n x n matmul in a fresh
-    worker process, as the engines run), or None if it could not be measured."""
-    res = _run_worker({"kind": "gemm", "backend": "gemm", "size": n, "threads": threads, "warmup": 3, "runs": 15},
-                      workdir, timeout)
-    return res.get("gflops")
+def gemm_peak(threads: int | None, workdir: Path, timeout: int = 300, n: int = 1024) -> dict:
+    """This machine's float32 GEMM peak at ``threads``, measured in a fresh worker process as the
+    engines run (:func:`anyir_edge.bench.worker.gemm_peak`): ``{"gflops", "n", "threads"}``, or
+    ``{"error"}`` when it could not be measured."""
+    return _run_worker({"kind": "gemm", "backend": "gemm", "size": n, "threads": threads, "warmup": 3, "runs": 15},
+                       workdir, timeout)
 
 
 def add_peak(rows: list[dict], peak_gflops: float | None) -> list[dict]:

@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="anyir-bench-gemm-") as d:
-            env["gemm_peak_gflops"], env["gemm_n"] = gemm_peak(args.threads, Path(d)), 1024
+            peak = gemm_peak(args.threads, Path(d))
+        env["gemm_peak_gflops"], env["gemm_n"] = peak.get("gflops"), peak.get("n")
         add_peak(rows, env["gemm_peak_gflops"])
     table = markdown(rows, env)
     print(table)
