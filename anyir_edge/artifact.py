@@ -13,7 +13,10 @@ crops back).  Its metadata are string pairs ``anyir_edge.<key>``, stored
 * in an OpenVINO IR as ``rt_info`` under the section ``anyir_edge`` (keys without the prefix);
   an IR converted without that section keeps the ONNX frontend's copy under ``framework``;
 * for TensorRT in the sidecar ``NAME.trt.json`` beside ``NAME.engine`` (its ``metadata``
-  object), because a serialized engine holds no user metadata.
+  object), because a serialized engine holds no user metadata;
+* in an ExecuTorch ``.pte`` as the constant method :data:`PTE_METADATA_METHOD`, which returns
+  the JSON object of the pairs as a uint8 tensor (:func:`encode_pte_metadata`), so the C++
+  runtime on a phone reads them with the same ``Module::execute`` call as the model.
 """
 from __future__ import annotations
 
@@ -55,6 +58,8 @@ TORCH_VERSION = key("torch_version")
 SIMPLIFIER = key("simplifier")
 PRECISION = key("precision")
 INT8_WEIGHT_BITS = key("int8_weight_bits")
+MAX_SIDE = key("max_side")        # programs with bounded dynamic shapes (ExecuTorch): largest H and W
+DEPLOY_FORM = key("deploy_form")  # "cpu" or "mobile" (anyir_edge.models.base.Architecture.deploy_copy)
 
 #: what a runtime reads to run an engine; the C++ runtime reads exactly these
 #: (``runtimes/cpp/src/metadata_keys.hpp``) and both fall back to them for an IR without its section
@@ -87,6 +92,25 @@ def write_onnx(model, meta: dict[str, str]) -> None:
     del model.metadata_props[:]
     for k, v in meta.items():
         model.metadata_props.add(key=k, value=str(v))
+
+
+# ------------------------------------------------------------------ ExecuTorch
+PTE_METADATA_METHOD = "anyir_edge_metadata"
+
+
+def encode_pte_metadata(meta: dict[str, str]) -> bytes:
+    """The bytes the ``.pte``'s metadata method returns (UTF-8 JSON, keys sorted)."""
+    return json.dumps({k: str(v) for k, v in meta.items()}, sort_keys=True).encode()
+
+
+def decode_pte_metadata(raw: bytes) -> dict[str, str]:
+    try:
+        doc = json.loads(raw.decode())
+    except (UnicodeDecodeError, ValueError):
+        raise EngineError(f"its {PTE_METADATA_METHOD} method does not return anyir-edge metadata (not JSON)") from None
+    if not isinstance(doc, dict):
+        raise EngineError(f"its {PTE_METADATA_METHOD} method does not return a JSON object")
+    return {str(k): str(v) for k, v in doc.items()}
 
 
 # ------------------------------------------------------------------- OpenVINO

@@ -13,19 +13,19 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import DEFAULT_MODEL
 
     table = "\n".join(
-        f"  {f.name:<9} {', '.join(f.aliases) or '-':<22} *{f.suffix:<8} {'GPU' if f.gpu else 'CPU'}  {f.description}"
+        f"  {f.name:<10} {', '.join(f.aliases) or '-':<22} *{f.suffix:<8} {'GPU' if f.gpu else 'CPU'}  {f.description}"
         for f in FORMATS
     )
     p = ArgumentParser(
         prog="anyir-export",
-        description="Export a restoration model (AnyIR, PromptIR, MoCE-IR) to ONNX / OpenVINO / TensorRT, verified against the PyTorch "
+        description="Export a restoration model (AnyIR, PromptIR, MoCE-IR) to ONNX / OpenVINO / TensorRT / ExecuTorch, verified against the PyTorch "
                     "reference (writes NAME.<suffix> and NAME.<suffix>.parity.json).",
         epilog=f"formats (name, aliases, suffix, device, what):\n{table}\n\n"
                "An engine below the parity gate is kept as NAME.rejected.<suffix> with NAME.rejected.<suffix>.parity.json "
                "and the command exits 1.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--to", default="onnx", metavar="FORMAT", help="onnx (default), openvino, trt (aliases: engine, tensorrt)")
+    p.add_argument("--to", default="onnx", metavar="FORMAT", help="onnx (default), openvino, trt, executorch (aliases below)")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
                    help="shipped model name or checkpoint: our .safetensors, a bare state dict (.pth) or a training "
                         f"checkpoint such as the AnyIR authors' Lightning .ckpt; default: {DEFAULT_MODEL}")

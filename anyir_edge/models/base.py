@@ -245,6 +245,9 @@ class Architecture:
     * ``deploy(model)``: the same function in the form engines run fastest (exact rewrites;
       the parity certificate compares the engine with the *original* model).  It receives a
       copy it may modify and returns the network to trace.
+    * ``mobile(model)``: applied after ``deploy``, the form phone delegates (ExecuTorch's
+      XNNPACK, LiteRT, Core ML) take whole, for batch 1 (:mod:`anyir_edge.models.mobile`); None:
+      the architecture has none yet and phone targets trace the ``deploy`` form.
     """
 
     name: str
@@ -254,6 +257,7 @@ class Architecture:
     detect: Callable[[Mapping[str, torch.Tensor]], bool]
     infer_config: Callable[[Mapping[str, torch.Tensor]], Any]
     deploy: Callable[[RestorationNet], RestorationNet] = _no_deploy
+    mobile: Callable[[RestorationNet], RestorationNet] | None = None
     source: str = ""
     licence: str = ""
 
@@ -268,9 +272,20 @@ class Architecture:
             model = self.build(config)
         return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
-    def deploy_copy(self, model: RestorationNet) -> RestorationNet:
-        """A deploy-form copy of ``model`` (which is left untouched), in eval mode."""
-        return self.deploy(copy.deepcopy(model).eval())
+    def deploy_copy(self, model: RestorationNet, form: str = "cpu") -> RestorationNet:
+        """A deploy-form copy of ``model`` (which is left untouched), in eval mode: ``form``
+        "cpu" (``deploy``) or "mobile" (``deploy`` then ``mobile``; the "cpu" form where the
+        architecture has no mobile form: see :meth:`deploy_form`)."""
+        if form not in ("cpu", "mobile"):
+            raise ValueError(f"unknown deploy form {form!r}; expected 'cpu' or 'mobile'")
+        out = self.deploy(copy.deepcopy(model).eval())
+        if form == "mobile" and self.mobile is not None:
+            out = self.mobile(out).eval()
+        return out
+
+    def deploy_form(self, form: str) -> str:
+        """The form :meth:`deploy_copy` gives for ``form`` ("mobile" falls back to "cpu")."""
+        return "mobile" if form == "mobile" and self.mobile is not None else "cpu"
 
 
 def block_count(sd: Mapping[str, torch.Tensor], prefix: str) -> int:

@@ -119,11 +119,22 @@ class Restorer:
         """(tile, overlap) for an H x W image; tile 0 means one whole-image run."""
         tile, overlap = check_tiling(self.tile if tile is None else tile, self.overlap if overlap is None else overlap)
         m = self.size_multiple
+        bound = self.backend.max_side  # an engine built for H, W <= bound (ExecuTorch)
+        ph, pw = -(-h // m) * m, -(-w // m) * m
+        if bound and tile and tile > bound:
+            raise ImageError(f"tile {tile} is larger than the {bound} pixels this engine was built for; use "
+                             f"--tile {bound} or less")
         if tile is None:
-            if self.estimate_bytes(h, w) <= self.memory_limit:
+            if self.estimate_bytes(h, w) <= self.memory_limit and not (bound and max(ph, pw) > bound):
                 return 0, overlap
             tile = auto_tile(h * w, self.backend.bytes_per_pixel, self.memory_limit, m, overlap)
+            if bound and tile > bound // m * m:  # the engine's bound decides; a small one takes a smaller overlap
+                tile = bound // m * m
+                overlap = min(overlap, tile // 4)
         elif tile == 0:
+            if bound and max(ph, pw) > bound:
+                raise ImageError(f"image {w}x{h} is larger than the {bound} pixels this engine was built for and "
+                                 "tiling is off; allow tiling (--tile N) or re-export with a larger --max-side")
             need = self.estimate_bytes(h, w)
             if need > self.memory_limit:
                 raise ImageError(

@@ -17,6 +17,7 @@ REGISTRY = {
     "onnx": "onnx",
     "openvino": "openvino",
     "trt": "tensorrt",
+    "executorch": "executorch",
 }
 
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..base import Architecture, ConfigError, block_count, shape_of
 from ..deploy import CHANNEL_MULTIPLE, replace_modules, split_gated_ffns
+from .mobile import mobile
 from .model import AnyIR, AnyIRConfig, GatedDA
 
 CONFIGS = {
@@ -112,6 +113,7 @@ class DeployGatedDA(nn.Module):
             gate = nn.Conv2d(c + npad, c, 1, bias=False)
             gate.weight.zero_()
             gate.weight[:, : c + n] = g.W_gate.weight
+        self.alpha_channels = n  # before padding
         self.register_buffer("scale", s.detach().view(1, -1, 1, 1).clone())
         self.register_buffer("shift", t.detach().view(1, -1, 1, 1).clone())
         self.gate = g  # W_proj, tau and the split sizes
@@ -139,6 +141,7 @@ ARCH = Architecture(
     detect=detect,
     infer_config=infer_config,
     deploy=deploy,
+    mobile=mobile,
     source="github.com/Amazingren/AnyIR net/anyir.py (read, not copied; the repository has no licence)",
     licence="this implementation: Apache-2.0; the authors' weights: no licence stated",
 )

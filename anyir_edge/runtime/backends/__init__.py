@@ -21,6 +21,7 @@ REGISTRY = {
     "onnxruntime": "onnxruntime_backend",
     "openvino": "openvino_backend",
     "tensorrt": "tensorrt_backend",
+    "executorch": "executorch_backend",
 }
 #: where a path's suffix gives no backend (a shipped model name), this one opens it
 DEFAULT = "torch"

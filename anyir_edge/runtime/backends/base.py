@@ -138,6 +138,8 @@ class Backend:
     requires: ClassVar[tuple[str, ...]] = ()
     install: ClassVar[str] = ""
     bytes_per_pixel_per_dim = BYTES_PER_PIXEL_PER_DIM
+    #: the largest padded H and W the engine takes (None: any); the Restorer tiles larger images
+    max_side: int | None = None
 
     @classmethod
     def is_available(cls) -> str | None:

@@ -1,0 +1,105 @@
+"""PyTorch -> ExecuTorch (``.pte``, XNNPACK delegate) for phones.
+
+The network is traced in its architecture's *mobile* deploy form
+(:meth:`anyir_edge.models.base.Architecture.deploy_copy`) with ``torch.export``: batch 1,
+H and W dynamic multiples of the size multiple up to ``max_side`` (ExecuTorch plans its
+memory for that bound), lowered with :class:`XnnpackPartitioner`, and written with the
+engine contract's metadata as the program's constant method
+:data:`anyir_edge.artifact.PTE_METADATA_METHOD`.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import warnings
+
+import torch
+
+from .. import artifact
+from ..errors import first_line
+from .formats import ExportError
+
+#: the largest H and W a program is built for unless told (memory is planned for it: anyir-tiny
+#: needs about 0.9 GB at 512, and 4096 did not fit in 23 GB)
+DEFAULT_MAX_SIDE = 1024
+MAX_SIDE_LIMIT = 4096
+#: the smallest bound: the example input needs two different sizes of at least 2 blocks below it
+MIN_MAX_SIDE = 32
+#: ops that are bookkeeping, not compute, when counting what the delegate did not take
+_BOOKKEEPING = ("getitem", "sym_size", "executorch_call_delegate")
+
+
+class _Padded(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward_padded(x)
+
+
+def _op_name(target) -> str:
+    s = str(target)
+    if s.startswith("<EdgeOpOverload: "):
+        s = s[len("<EdgeOpOverload: "):].split(">", 1)[0]
+    return s.replace("aten.", "").replace(".default", "")
+
+
+def delegation_report(graph_module) -> dict:
+    """How much of the lowered graph XNNPACK took: delegate partitions and the compute ops left
+    on ExecuTorch's portable kernels (op -> count)."""
+    outside = collections.Counter()
+    partitions = 0
+    for n in graph_module.graph.nodes:
+        if n.op != "call_function":
+            continue
+        name = _op_name(n.target)
+        if "executorch_call_delegate" in name:
+            partitions += 1
+        elif not any(b in name for b in _BOOKKEEPING) and not name.startswith("<built-in"):
+            outside[name] += 1
+    return {"delegate": "XnnpackPartitioner", "partitions": partitions,
+            "ops_outside_delegate": dict(sorted(outside.items())), "ops_outside_count": sum(outside.values())}
+
+
+def lower(model, fft: str, max_side: int, meta: dict[str, str], log=lambda s: None) -> tuple[bytes, dict]:
+    """The ``.pte`` bytes of ``model`` (a RestorationNet) and its delegation report."""
+    try:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+    except ImportError:
+        raise ExportError("--to executorch needs ExecuTorch: pip install anyir-edge[executorch]") from None
+    from torch.export import Dim, export
+
+    from ..models import get_architecture
+
+    arch = get_architecture(model)
+    form = arch.deploy_form("mobile")
+    net = arch.deploy_copy(model, "mobile").float().cpu().eval()
+    net.set_fft_mode(fft)
+    m = model.size_multiple
+    blocks = max_side // m
+    shapes = {"x": {2: m * Dim("h_blocks", min=1, max=blocks), 3: m * Dim("w_blocks", min=1, max=blocks)}}
+    # example input: H != W, both >= 2 blocks (torch.export specialises sizes 0 and 1), within the bound
+    w_blocks = min(9, blocks)
+    h_blocks = min(8, w_blocks - 1)
+    x = torch.rand(1, model.in_channels, h_blocks * m, w_blocks * m)
+    meta_tensor = torch.tensor(list(artifact.encode_pte_metadata(meta)), dtype=torch.uint8)
+    log(f"tracing the {form} form with torch.export (batch 1, H and W multiples of {m} up to {max_side}) ...")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            ep = export(_Padded(net).eval(), (x,), dynamic_shapes=shapes)
+        except Exception as e:
+            raise ExportError(f"torch.export failed ({first_line(e)})") from None
+        log("lowering to XNNPACK (minutes for a large network) ...")
+        try:
+            edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
+                                               constant_methods={artifact.PTE_METADATA_METHOD: meta_tensor})
+            report = delegation_report(edge.exported_program().graph_module)
+            buf = edge.to_executorch().buffer
+        except Exception as e:
+            raise ExportError(f"ExecuTorch lowering failed ({first_line(e)})") from None
+    report["deploy_form"] = form
+    return buf, report

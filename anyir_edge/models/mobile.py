@@ -1,0 +1,200 @@
+"""Building blocks of the *mobile* deploy form: the same function as the trained model, written
+only with operators that phone delegates (ExecuTorch's XNNPACK, LiteRT, Core ML, NCNN) take
+whole, for one image at a time (batch 1) at any H x W.
+
+What the delegates refuse, measured with ExecuTorch 1.5's XNNPACK partitioner (which says why
+for every node it leaves on the slow portable kernels), and what replaces it here:
+
+* ``native_layer_norm`` (no delegate op), and channel means: :class:`ChannelNorm` computes
+  the mean and variance across channels with 1x1 convolutions of weight 1/C and leaves the
+  affine part to the next convolution (:func:`fold_affine_into_conv`);
+* pixel (un)shuffle, a reshape with two symbolic sizes (XNNPACK reshapes take at most one
+  unknown size): ``conv3x3 + PixelUnshuffle(2)`` is one 4x4 convolution of stride 2 and
+  ``conv3x3 + PixelShuffle(2)`` one 6x6 transposed convolution of stride 2
+  (:func:`strided_downsample`, :func:`transposed_upsample`);
+* depthwise convolutions larger than 5x5, which XNNPACK runs through a multi-pass kernel
+  20-40x slower than its single-pass ones (measured: 7x7 on 16 channels at 224x224 41 ms,
+  5x5 3.3 ms): :class:`SplitDepthwise` sums single-pass (k x 3) dilated pieces;
+* ``sum`` and ``reciprocal`` in ``F.normalize``, stepped channel slices, ``split`` and
+  ``expand``: :func:`channel_attention_b1` takes each vector's squared norm from the diagonal
+  of its Gram matrix (``bmm``) and divides by ``rsqrt``.
+
+Every replacement is exact in real arithmetic; the parity certificate of the engine is what
+proves it in float.  The one reshape that cannot be delegated is the attention output's way
+back from (heads, c, H*W) to (1, C, H, W): it stays a (cheap) copy between two delegate
+partitions.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def fold_affine_into_conv(conv: nn.Conv2d, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                          rows: torch.Tensor | None = None) -> nn.Conv2d:
+    """A 1x1 convolution equal to ``conv(x * weight + bias)`` (per-channel ``weight`` / ``bias``
+    of x, either None), optionally after selecting x's channels ``rows`` (a LongTensor: the
+    input channels ``conv`` reads, in its order), so ``conv(select(x) * w + b)`` becomes one
+    convolution of the full x."""
+    if conv.kernel_size != (1, 1) or conv.groups != 1:
+        raise ValueError("fold_affine_into_conv takes a dense 1x1 convolution")
+    w = conv.weight.detach()[:, :, 0, 0]                      # (out, in)
+    cin = w.shape[1] if rows is None else None
+    n_in = int(weight.numel()) if weight is not None else (int(bias.numel()) if bias is not None else cin)
+    with torch.no_grad():
+        full = torch.zeros(w.shape[0], n_in, dtype=w.dtype)
+        if rows is None:
+            full.copy_(w)
+        else:
+            full[:, rows] = w
+        b = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype)
+        if bias is not None:
+            b = b + full @ bias.detach().to(w.dtype)
+        if weight is not None:
+            full = full * weight.detach().to(w.dtype).view(1, -1)
+        out = nn.Conv2d(full.shape[1], full.shape[0], 1, bias=True)
+        out.weight.copy_(full[:, :, None, None])
+        out.bias.copy_(b)
+    return out
+
+
+def conv_from_matrix(m: torch.Tensor, bias: torch.Tensor | None = None) -> nn.Conv2d:
+    """The 1x1 convolution whose (out, in) weight matrix is ``m``."""
+    out = nn.Conv2d(m.shape[1], m.shape[0], 1, bias=bias is not None)
+    with torch.no_grad():
+        out.weight.copy_(m[:, :, None, None])
+        if bias is not None:
+            out.bias.copy_(bias)
+    return out
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm across channels *without* its affine part, from 1x1 convolutions:
+    ``(x - mean_c x) / sqrt(var_c x + eps)`` (``centred=True``, LayerNorm "WithBias") or
+    ``x / sqrt(var_c x + eps)`` (Restormer's "BiasFree").  The affine part goes into the
+    convolution that reads the output (:func:`fold_affine_into_conv`)."""
+
+    def __init__(self, channels: int, eps: float, centred: bool):
+        super().__init__()
+        self.mean = nn.Conv2d(channels, 1, 1, bias=False)
+        with torch.no_grad():
+            self.mean.weight.fill_(1.0 / channels)
+        self.mean.weight.requires_grad_(False)
+        self.eps, self.centred = eps, centred
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = x - self.mean(x)
+        r = torch.rsqrt(self.mean(d * d) + self.eps)
+        return d * r if self.centred else x * r
+
+
+def norm_parts(norm: nn.Module) -> tuple[ChannelNorm, torch.Tensor, torch.Tensor | None]:
+    """A :class:`~anyir_edge.models.layers.LayerNorm2d` (or a ``BodyNorm`` around one) as
+    (its :class:`ChannelNorm`, its weight, its bias or None)."""
+    ln = getattr(norm, "body", norm)
+    return ChannelNorm(ln.weight.numel(), ln.eps, ln.bias is not None), ln.weight, ln.bias
+
+
+def strided_downsample(body: nn.Sequential) -> nn.Conv2d:
+    """``Conv2d(C, C/2, 3, padding=1, bias=False)`` then ``PixelUnshuffle(2)`` as one
+    ``Conv2d(C, 2C, 4, stride=2, padding=1)``: output channel 4c + 2dy + dx at (i, j) reads the
+    3x3 window centred on (2i + dy, 2j + dx), i.e. taps 2i - 1 + dy ... 2i + 1 + dy."""
+    conv = body[0]
+    cin, half = conv.in_channels, conv.out_channels
+    out = nn.Conv2d(cin, 4 * half, 4, stride=2, padding=1, bias=False)
+    with torch.no_grad():
+        out.weight.zero_()
+        for dy in range(2):
+            for dx in range(2):
+                out.weight[2 * dy + dx::4, :, dy:dy + 3, dx:dx + 3] = conv.weight
+    return out
+
+
+def transposed_upsample(body: nn.Sequential) -> nn.ConvTranspose2d:
+    """``Conv2d(C, 2C, 3, padding=1, bias=False)`` then ``PixelShuffle(2)`` as one
+    ``ConvTranspose2d(C, C/2, 6, stride=2, padding=2)``: output (c, 2i + dy, 2j + dx) is conv
+    output channel 4c + 2dy + dx at (i, j), which reads input rows i - 1 + ky; in the transposed
+    convolution input row m reaches output row 2m - 2 + k, so tap ky sits at k = dy + 4 - 2ky."""
+    conv = body[0]
+    cin, cout = conv.in_channels, conv.out_channels // 4
+    out = nn.ConvTranspose2d(cin, cout, 6, stride=2, padding=2, bias=False)
+    with torch.no_grad():
+        out.weight.zero_()                                     # (in, out, kH, kW)
+        w = conv.weight.view(cout, 2, 2, cin, 3, 3)            # (c, dy, dx, in, ky, kx)
+        for dy in range(2):
+            for dx in range(2):
+                for ky in range(3):
+                    for kx in range(3):
+                        out.weight[:, :, dy + 4 - 2 * ky, dx + 4 - 2 * kx] = w[:, dy, dx, :, ky, kx].t()
+    return out
+
+
+class ChannelAttentionB1(nn.Module):
+    """Restormer's transposed attention (:func:`anyir_edge.models.layers.channel_attention`) for
+    batch 1 in delegate-friendly operators.  q, k, v: (1, C, H, W); ``temperature``: (heads, 1, 1).
+
+    ``F.normalize(x, dim=-1)`` is ``x / max(|x|, 1e-12)``; |q_i|^2 is the diagonal of q q^T,
+    taken by masking with the identity and one ``bmm`` with a vector of ones, and
+    ``1 / max(|x|, eps)`` is ``rsqrt(max(|x|^2, eps^2))``."""
+
+    eps = 1e-12
+
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        c = channels // heads
+        self.heads, self.c = heads, c
+        self.register_buffer("eye", torch.eye(c).expand(heads, c, c).clone(), persistent=False)
+        self.register_buffer("ones_col", torch.ones(heads, c, 1), persistent=False)
+        self.register_buffer("ones_row", torch.ones(heads, 1, c), persistent=False)
+
+    def forward(self, q, k, v, temperature):
+        h, c = self.heads, self.c
+        qf, kf, vf = q.reshape(h, c, -1), k.reshape(h, c, -1), v.reshape(h, c, -1)
+        logits = torch.bmm(qf, kf.transpose(1, 2))
+        nq = torch.bmm(torch.bmm(qf, qf.transpose(1, 2)) * self.eye, self.ones_col)   # (h, c, 1)
+        nk = torch.bmm(self.ones_row, torch.bmm(kf, kf.transpose(1, 2)) * self.eye)   # (h, 1, c)
+        floor = self.eps * self.eps
+        scale = torch.rsqrt(torch.clamp(nq, min=floor)) * torch.rsqrt(torch.clamp(nk, min=floor))
+        attn = (logits * scale * temperature).softmax(dim=-1)
+        return torch.bmm(attn, vf).reshape(q.shape)
+
+
+class SplitDepthwise(nn.Module):
+    """A depthwise k x k convolution (k odd, > 5, stride 1, "same" padding) as the sum of
+    k // 2 depthwise (k x 3) convolutions: columns -1, 0, 1 with dilation 1, then columns -d, d
+    (dilation d, the middle column zero) for d = 2 .. k // 2.  Each has 3k <= 25 taps for k <= 7,
+    which XNNPACK runs in one pass."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        k = conv.kernel_size[0]
+        c = conv.out_channels
+        if conv.kernel_size != (k, k) or k % 2 == 0 or conv.groups != c or conv.in_channels != c or conv.stride != (1, 1):
+            raise ValueError("SplitDepthwise takes an odd square depthwise convolution of stride 1")
+        r = k // 2
+        self.parts = nn.ModuleList()
+        w = conv.weight.detach()                                  # (c, 1, k, k)
+        for d in range(1, r + 1):
+            part = nn.Conv2d(c, c, (k, 3), padding=(r, d), dilation=(1, d), groups=c,
+                             bias=d == 1 and conv.bias is not None)
+            with torch.no_grad():
+                part.weight.zero_()
+                part.weight[:, :, :, 0] = w[:, :, :, r - d]
+                part.weight[:, :, :, 2] = w[:, :, :, r + d]
+                if d == 1:
+                    part.weight[:, :, :, 1] = w[:, :, :, r]
+                    if conv.bias is not None:
+                        part.bias.copy_(conv.bias)
+            self.parts.append(part)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.parts[0](x)
+        for p in self.parts[1:]:
+            out = out + p(x)
+        return out
+
+
+def fast_depthwise(conv: nn.Conv2d) -> nn.Module:
+    """``conv`` itself, or :class:`SplitDepthwise` where it is a depthwise kernel over 5x5."""
+    big = conv.kernel_size[0] > 5 and conv.groups == conv.in_channels == conv.out_channels
+    return SplitDepthwise(conv) if big else conv

@@ -1,0 +1,132 @@
+"""The mobile deploy form (issue #22): each rewrite equals what it replaces, and AnyIR's whole
+mobile form equals the trained model (its exact frequency path), for both LayerNorm kinds, with
+and without biases, and with BatchNorm statistics far from the identity."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anyir_edge.models import create, get_architecture
+from anyir_edge.models.layers import LayerNorm2d, channel_attention, downsample, upsample
+from anyir_edge.models.mobile import (
+    ChannelAttentionB1,
+    SplitDepthwise,
+    fast_depthwise,
+    fold_affine_into_conv,
+    norm_parts,
+    strided_downsample,
+    transposed_upsample,
+)
+
+
+def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
+    mse = float(((a.double() - b.double()) ** 2).mean())
+    peak = float(b.abs().max()) ** 2
+    return 10 * torch.log10(torch.tensor(peak / max(mse, 1e-300))).item()
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def test_strided_downsample_is_conv_then_pixel_unshuffle():
+    body = downsample(12)
+    x = torch.randn(1, 12, 16, 24)
+    assert psnr_db(strided_downsample(body)(x), body(x)) > 120
+
+
+def test_transposed_upsample_is_conv_then_pixel_shuffle():
+    body = upsample(12)
+    x = torch.randn(1, 12, 8, 10)
+    assert psnr_db(transposed_upsample(body)(x), body(x)) > 120
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_split_depthwise_equals_the_7x7_kernel(bias):
+    conv = nn.Conv2d(5, 5, 7, padding=3, groups=5, bias=bias)
+    x = torch.randn(1, 5, 19, 13)
+    split = fast_depthwise(conv)
+    assert isinstance(split, SplitDepthwise) and all(p.kernel_size == (7, 3) for p in split.parts)
+    assert psnr_db(split(x), conv(x)) > 120
+    small = nn.Conv2d(5, 5, 5, padding=2, groups=5)
+    assert fast_depthwise(small) is small  # single-pass already
+
+
+def test_split_depthwise_refuses_what_it_cannot_rewrite():
+    with pytest.raises(ValueError):
+        SplitDepthwise(nn.Conv2d(4, 4, 7, padding=3, stride=2, groups=4))
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+def test_batch_one_attention_equals_restormers(heads):
+    q, k, v = (torch.randn(1, 16, 12, 20) for _ in range(3))
+    t = torch.rand(heads, 1, 1) + 0.5
+    ours = ChannelAttentionB1(16, heads)(q, k, v, t)
+    assert psnr_db(ours, channel_attention(q, k, v, heads, t)) > 110
+
+
+def test_batch_one_attention_keeps_normalizes_floor_for_a_zero_channel():
+    q, k, v = (torch.randn(1, 8, 8, 8) for _ in range(3))
+    q[:, 3] = 0  # F.normalize divides by max(|q|, 1e-12): a zero row stays zero, no NaN
+    t = torch.ones(2, 1, 1)
+    ours = ChannelAttentionB1(8, 2)(q, k, v, t)
+    assert torch.isfinite(ours).all()
+    assert psnr_db(ours, channel_attention(q, k, v, 2, t)) > 110
+
+
+@pytest.mark.parametrize("centred", [True, False])
+def test_channel_norm_with_the_affine_in_the_next_conv_is_layernorm(centred):
+    ln = LayerNorm2d(12, bias=centred)
+    with torch.no_grad():
+        ln.weight.uniform_(0.5, 1.5)
+        if centred:
+            ln.bias.normal_()
+    conv = nn.Conv2d(6, 10, 1, bias=True)
+    rows = torch.arange(0, 12, 2)
+    norm, w, b = norm_parts(ln)
+    x = torch.randn(1, 12, 9, 7) * 3 + 1
+    ref = conv(ln(x)[:, rows])
+    assert psnr_db(fold_affine_into_conv(conv, w, b, rows)(norm(x)), ref) > 110
+
+
+def _randomised(name="anyir-tiny", **overrides):
+    m = create(name, **overrides)
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            p.copy_(torch.randn_like(p) * 0.1 if p.dim() > 1 else torch.rand_like(p) + 0.5)
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.normal_(0, 0.2)
+                mod.running_var.uniform_(0.5, 2)
+    return m.eval()
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"layernorm": "biasfree", "bias": True},
+    {"dim": 12, "blocks": [1, 1, 1, 2], "heads": [1, 2, 3, 4], "refine_blocks": 1},
+])
+def test_anyir_mobile_form_equals_the_model(overrides):
+    m = _randomised(**overrides)
+    arch = get_architecture(m)
+    assert arch.deploy_form("mobile") == "mobile"
+    mob = arch.deploy_copy(m, "mobile")
+    kinds = {type(x).__name__ for x in mob.modules()}
+    assert "MobileBlock" in kinds and not kinds & {"BatchNorm2d", "PixelShuffle", "PixelUnshuffle", "LayerNorm2d"}
+    for hw in ((32, 40), (24, 16)):
+        x = torch.rand(1, 3, *hw)
+        with torch.no_grad():
+            assert psnr_db(mob.forward_padded(x), m.forward_padded(x)) > 100
+    assert all(p1 is not p2 for p1, p2 in zip(m.parameters(), mob.parameters()))  # the model is untouched
+
+
+def test_architectures_without_a_mobile_form_fall_back_to_the_cpu_form():
+    m = create("moce-ir-s")
+    arch = get_architecture(m)
+    assert arch.mobile is None and arch.deploy_form("mobile") == "cpu"
+    with pytest.raises(ValueError, match="deploy form"):
+        arch.deploy_copy(m, "phone")
