@@ -63,7 +63,7 @@ DEPLOY_FORM = key("deploy_form")  # "cpu" or "mobile" (anyir_edge.models.base.Ar
 
 #: what a runtime reads to run an engine; the C++ runtime reads exactly these
 #: (``runtimes/cpp/src/metadata_keys.hpp``) and both fall back to them for an IR without its section
-RUNTIME_KEYS = (NAME, ARCH, CONFIG, LAYOUT, SIZE_MULTIPLE, FFT, PRECISION, INT8_WEIGHT_BITS, VERSION)
+RUNTIME_KEYS = (NAME, ARCH, CONFIG, LAYOUT, SIZE_MULTIPLE, FFT, PRECISION, INT8_WEIGHT_BITS, VERSION, MAX_SIDE)
 
 PAD_RULE = ("bottom/right to a multiple of size_multiple, rows first then columns; reflect, "
             "edge-replicate a side not longer than its pad (anyir_edge.models.base.pad_to_multiple)")

@@ -74,3 +74,32 @@ def int8_weight_absmax(model) -> int:
             if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type == 3]
     assert vals, "no INT8 weights in the graph"
     return max(vals)
+
+
+#: a small AnyIR (dim 8, one block per level) for the ExecuTorch tests: lowering it takes seconds
+SMALL_ANYIR = dict(dim=8, blocks=[1, 1, 1, 1], refine_blocks=1)
+SMALL_PTE_MAX_SIDE = 64
+
+
+@pytest.fixture(scope="session")
+def small_pte(tmp_path_factory):
+    """``anyir-export --to executorch --max-side 64`` of :func:`perturbed` small AnyIR (seed 4),
+    exported once per session (tests/test_executorch.py, tests/test_cpp_runtime.py)."""
+    pytest.importorskip("executorch")
+    import anyir_edge
+    from anyir_edge.export import export
+    from anyir_edge.export.parity import parity_inputs
+
+    d = tmp_path_factory.mktemp("et")
+    ckpt = d / "small.safetensors"
+    anyir_edge.save_model(perturbed("anyir-tiny", seed=4, **SMALL_ANYIR), ckpt)
+    m = SMALL_PTE_MAX_SIDE
+    # crops of the shipped photos at odd sizes (padded by the runtime) within the program's bound
+    inputs = [(n, deg, s, img[:m - 3, :m - 9]) for n, deg, s, img in parity_inputs(max_side=128)[:3]]
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return export(str(ckpt), to="executorch", output=str(d), threads=1, inputs=inputs, max_side=m,
+                      log=lambda msg: None)
+    finally:
+        torch.set_num_threads(old)

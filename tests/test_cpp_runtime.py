@@ -53,7 +53,7 @@ def build(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, request):
     """anyir-tiny with random weights (as tests/conftest.py's tiny_model) as ONNX and OpenVINO IR."""
     from anyir_edge.export import onnx_export
 
@@ -89,6 +89,13 @@ def models(tmp_path_factory):
         xml = d / "anyir-tiny.xml"
         convert(onnx_path, xml, meta)
         out["openvino"] = xml
+    except ImportError:
+        pass
+    # the ExecuTorch program (conftest's small AnyIR, H and W <= 64: larger images are tiled)
+    try:
+        import executorch  # noqa: F401
+
+        out["executorch"] = request.getfixturevalue("small_pte").path
     except ImportError:
         pass
     # a valid ONNX file that is not a restoration model
@@ -152,6 +159,8 @@ CASES = [
     ("promptir", "kite_251x333.png", None, None),
     ("moce-ir", "kite_251x333.png", None, None),
     ("moce-ir", "wood_160x160.png", 64, 16),
+    ("executorch", "colorfulcups_128x128.png", None, None),  # over the program's 64: tiled automatically
+    ("executorch", "crop_3x5", None, None),
 ]
 
 

@@ -3,7 +3,8 @@ ExecuTorch's own runtime, opened by ``Restorer`` like every engine (metadata fro
 constant method, batch image by image, tiles where the image exceeds the size it was built for).
 
 Runs where ExecuTorch is installed (``pip install anyir-edge[executorch]``; CI installs it).  The
-network is a small AnyIR (dim 8, one block per level) so lowering takes seconds, not minutes.
+network is a small AnyIR (dim 8, one block per level; ``small_pte`` in conftest.py) so lowering
+takes a minute, not five.
 """
 import json
 
@@ -13,33 +14,25 @@ import torch
 
 pytest.importorskip("executorch")
 
-from anyir_edge import save_model  # noqa: E402
 from anyir_edge.errors import EngineError  # noqa: E402
 from anyir_edge.export import ExportError, export  # noqa: E402
-from anyir_edge.export.parity import parity_inputs  # noqa: E402
 from anyir_edge.runtime import Restorer  # noqa: E402
 from anyir_edge.runtime.errors import ImageError  # noqa: E402
 
-from conftest import perturbed  # noqa: E402
+from conftest import SMALL_ANYIR, SMALL_PTE_MAX_SIDE, perturbed  # noqa: E402
 
-MAX_SIDE = 64
-SMALL = dict(dim=8, blocks=[1, 1, 1, 1], refine_blocks=1)
+MAX_SIDE = SMALL_PTE_MAX_SIDE
+SMALL = SMALL_ANYIR
 
 
 @pytest.fixture(scope="module")
 def model():
-    return perturbed("anyir-tiny", seed=4, **SMALL)
+    return perturbed("anyir-tiny", seed=4, **SMALL)  # the network conftest's small_pte exported
 
 
 @pytest.fixture(scope="module")
-def pte(tmp_path_factory, model, one_thread):
-    d = tmp_path_factory.mktemp("et")
-    ckpt = d / "small.safetensors"
-    save_model(model, ckpt)
-    # crops of the shipped photos at odd sizes (padded by the runtime) within the program's bound
-    inputs = [(n, deg, s, img[:MAX_SIDE - 3, :MAX_SIDE - 9]) for n, deg, s, img in parity_inputs(max_side=128)[:3]]
-    return export(str(ckpt), to="executorch", output=str(d), threads=1, inputs=inputs, max_side=MAX_SIDE,
-                  log=lambda m: None)
+def pte(small_pte):
+    return small_pte
 
 
 def test_the_program_is_certified_on_executorchs_runtime(pte):

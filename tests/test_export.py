@@ -279,8 +279,9 @@ def test_format_typos_suggest(typo, hint):
 
 def test_format_table_rows():
     names = {f.name: f for f in formats.FORMATS}
-    assert set(names) == {"onnx", "openvino", "trt"}
+    assert set(names) == {"onnx", "openvino", "trt", "executorch"}
     assert names["trt"].gpu and not names["onnx"].gpu and names["onnx"].suffix == ".onnx"
+    assert names["executorch"].suffix == ".pte" and "dft" not in names["executorch"].fft
     assert "dft" in names["onnx"].fft and "dft" not in names["trt"].fft
 
 

@@ -18,9 +18,12 @@
 #  4. OpenVINO: the C++ SDK inside the `openvino` wheel (headers + OpenVINOConfig.cmake in
 #     site-packages/openvino/cmake); built without OpenVINO if the wheel is not installed.
 #  5. TensorRT: compiled only when NvInfer.h and libnvinfer are found (TENSORRT_ROOT or system).
+#  6. ExecuTorch: the C++ runtime inside the `executorch` wheel (share/cmake/executorch-config.cmake);
+#     built without it if the wheel is not installed.
 #
 # Environment: PYTHON (default: the project's .venv/bin/python, else python3), BUILD_DIR,
-# JOBS (default 2), ORT_INCLUDE_DIR, ANYIR_WITH_OPENVINO=0 to skip OpenVINO.
+# JOBS (default 2), ORT_INCLUDE_DIR, ANYIR_WITH_OPENVINO=0 to skip OpenVINO, ANYIR_WITH_EXECUTORCH=0 to
+# skip ExecuTorch.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -113,11 +116,25 @@ if [[ "${ANYIR_WITH_OPENVINO:-1}" != 0 ]]; then
   fi
 fi
 
+# ---------------------------------------------------------------- 4b. ExecuTorch (wheel)
+# the executorch wheel ships its C++ runtime (libexecutorch.so, the XNNPACK delegate, kernels,
+# headers and executorch-config.cmake): the same runtime an Android app links, built for x86 here
+ET_ARGS=(-DANYIR_WITH_EXECUTORCH=OFF)
+if [[ "${ANYIR_WITH_EXECUTORCH:-1}" != 0 ]]; then
+  ET_DIR="$("$PYTHON" -c 'import executorch, os; print(os.path.join(list(executorch.__path__)[0], "share", "cmake"))' 2>/dev/null || true)"
+  if [[ -n "$ET_DIR" && -f "$ET_DIR/executorch-config.cmake" ]]; then
+    ET_ARGS=(-DANYIR_WITH_EXECUTORCH=ON "-Dexecutorch_DIR=$ET_DIR")
+    say "executorch: $ET_DIR"
+  else
+    say "executorch: wheel not found for $PYTHON (pip install anyir-edge[executorch]); building without the ExecuTorch backend"
+  fi
+fi
+
 # ---------------------------------------------------------------- 5. configure + build
 mkdir -p "$BUILD_DIR"
 cmake -S "$HERE" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
   "-DORT_INCLUDE_DIR=$ORT_INCLUDE_DIR" "-DORT_LIBRARY=$TP/onnxruntime/lib/libonnxruntime.so.1" \
-  "${OV_ARGS[@]}" ${TENSORRT_ROOT:+"-DTENSORRT_ROOT=$TENSORRT_ROOT"} >"$BUILD_DIR/configure.log" 2>&1 \
+  "${OV_ARGS[@]}" "${ET_ARGS[@]}" ${TENSORRT_ROOT:+"-DTENSORRT_ROOT=$TENSORRT_ROOT"} >"$BUILD_DIR/configure.log" 2>&1 \
   || { cat "$BUILD_DIR/configure.log" >&2; die "cmake configure failed"; }
 grep -E '^-- anyir:' "$BUILD_DIR/configure.log" >&2 || true
 set +e

@@ -29,7 +29,7 @@ const char* kProg = "anyir-restore-cpp";
 
 [[noreturn]] void usage(const std::string& msg) {
   std::cerr << "usage: " << kProg
-            << " INPUT OUTPUT --model FILE [--tile N] [--overlap N] [--threads N] [--backend onnxruntime|openvino|tensorrt]\n"
+            << " INPUT OUTPUT --model FILE [--tile N] [--overlap N] [--threads N] [--backend onnxruntime|openvino|tensorrt|executorch]\n"
                "       [--device D] [--memory-limit MB] [--bench N] [--quiet]\n"
                "OUTPUT: .png/.bmp/.tga/.jpg (8-bit) or .npy (float32 HxWx3)\n";
   if (!msg.empty()) std::cerr << kProg << ": error: " << msg << "\n";
@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
       if (b == "onnxruntime" || b == "ort" || b == "onnx") opt.backend = anyir::Backend::OnnxRuntime;
       else if (b == "openvino" || b == "ov") opt.backend = anyir::Backend::OpenVINO;
       else if (b == "tensorrt" || b == "trt") opt.backend = anyir::Backend::TensorRT;
-      else usage("unknown backend '" + b + "' (known: onnxruntime, openvino, tensorrt)");
+      else if (b == "executorch" || b == "et") opt.backend = anyir::Backend::ExecuTorch;
+      else usage("unknown backend '" + b + "' (known: onnxruntime, openvino, tensorrt, executorch)");
     } else if (a == "-h" || a == "--help") usage("");
     else if (a.size() > 1 && a[0] == '-') usage("unknown option " + a);
     else pos.push_back(a);

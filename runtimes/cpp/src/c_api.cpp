@@ -62,7 +62,7 @@ int anyir_open(const char* path, const anyir_options* options, anyir_restorer** 
   return guarded([&] {
     anyir::Options o;
     if (options) {
-      if (options->backend < ANYIR_BACKEND_AUTO || options->backend > ANYIR_BACKEND_TENSORRT)
+      if (options->backend < ANYIR_BACKEND_AUTO || options->backend > ANYIR_BACKEND_EXECUTORCH)
         throw anyir::Error(anyir::ErrorCode::InvalidArgument, "unknown backend " + std::to_string(options->backend));
       o.backend = static_cast<anyir::Backend>(options->backend);
       o.device = options->device ? options->device : "";

@@ -33,6 +33,8 @@ class Engine {
   virtual std::string describe() const = 0;
   // Peak activation bytes per input pixel per unit of model width (backends.py values).
   virtual double bytes_per_pixel_per_dim() const = 0;
+  // The largest padded H and W the engine takes (0: any); the Restorer tiles larger images.
+  virtual int max_side() const { return 0; }
   std::map<std::string, std::string> metadata;  // full keys, "anyir_edge.size_multiple" etc.
 };
 
@@ -50,6 +52,9 @@ std::unique_ptr<Engine> make_openvino(const EngineArgs& args);
 #endif
 #ifdef ANYIR_WITH_TENSORRT
 std::unique_ptr<Engine> make_tensorrt(const EngineArgs& args);
+#endif
+#ifdef ANYIR_WITH_EXECUTORCH
+std::unique_ptr<Engine> make_executorch(const EngineArgs& args);
 #endif
 
 // ---- image.py twins (exposed for the unit tests)

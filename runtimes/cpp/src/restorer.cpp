@@ -165,10 +165,23 @@ struct Restorer::Impl {
   std::pair<int, int> plan(int h, int w) const {
     const int m = multiple;
     int t = tile;
+    int ov = overlap;
+    const int bound = engine->max_side();  // an engine built for H, W <= bound (ExecuTorch)
+    const int ph = (h + m - 1) / m * m, pw = (w + m - 1) / m * m;
+    if (bound > 0 && t > bound)
+      fail(ErrorCode::InvalidArgument, "tile " + std::to_string(t) + " is larger than the " + std::to_string(bound) +
+                                           " pixels this engine was built for");
     if (t == kAutoTile) {
-      if (estimate_bytes(h, w) <= memory_limit) return {0, overlap};
-      t = detail::auto_tile(static_cast<long long>(h) * w, bytes_per_pixel, memory_limit, m, overlap);
+      if (estimate_bytes(h, w) <= memory_limit && !(bound > 0 && std::max(ph, pw) > bound)) return {0, ov};
+      t = detail::auto_tile(static_cast<long long>(h) * w, bytes_per_pixel, memory_limit, m, ov);
+      if (bound > 0 && t > bound / m * m) {  // the engine's bound decides; a small one takes a smaller overlap
+        t = bound / m * m;
+        ov = std::min(ov, t / 4);
+      }
     } else if (t == kNoTile) {
+      if (bound > 0 && std::max(ph, pw) > bound)
+        fail(ErrorCode::Image, "image " + std::to_string(w) + "x" + std::to_string(h) + " is larger than the " +
+                                   std::to_string(bound) + " pixels this engine was built for and tiling is off");
       const long long need = estimate_bytes(h, w);
       if (need > memory_limit) {
         std::ostringstream s;
@@ -180,11 +193,11 @@ struct Restorer::Impl {
       return {0, overlap};
     }
     t = (t + m - 1) / m * m;
-    if (overlap * 2 >= t)
+    if (ov * 2 >= t)
       fail(ErrorCode::InvalidArgument,
-           "overlap " + std::to_string(overlap) + " must be less than half the tile size " + std::to_string(t));
-    if (h <= t && w <= t) return {0, overlap};
-    return {t, overlap};
+           "overlap " + std::to_string(ov) + " must be less than half the tile size " + std::to_string(t));
+    if (h <= t && w <= t) return {0, ov};
+    return {t, ov};
   }
 
   // (3, h, w) -> (3, h, w): pad, run, crop (Restorer.forward)
@@ -276,8 +289,10 @@ Restorer::Restorer(const std::string& model_path, const Options& options) : impl
     if (suffix == ".onnx") kind = Backend::OnnxRuntime;
     else if (suffix == ".xml") kind = Backend::OpenVINO;
     else if (suffix == ".engine" || suffix == ".plan") kind = Backend::TensorRT;
+    else if (suffix == ".pte") kind = Backend::ExecuTorch;
     else
-      fail(ErrorCode::Model, model_path + ": unknown model type (expected .onnx, OpenVINO .xml or TensorRT .engine); "
+      fail(ErrorCode::Model, model_path + ": unknown model type (expected .onnx, OpenVINO .xml, TensorRT .engine or "
+                                          "ExecuTorch .pte); "
                                           "export one with: anyir-export --to onnx --model ...");
   }
   {
@@ -308,6 +323,14 @@ Restorer::Restorer(const std::string& model_path, const Options& options) : impl
       d.engine = detail::make_tensorrt(args);
 #else
       fail(ErrorCode::Unsupported, "this anyir_runtime was built without TensorRT (NvInfer.h / libnvinfer not found at build time)");
+#endif
+      break;
+    case Backend::ExecuTorch:
+      if (suffix != ".pte") fail(ErrorCode::Model, model_path + ": the executorch backend needs a .pte file");
+#ifdef ANYIR_WITH_EXECUTORCH
+      d.engine = detail::make_executorch(args);
+#else
+      fail(ErrorCode::Unsupported, "this anyir_runtime was built without ExecuTorch (its CMake config was not found)");
 #endif
       break;
     default:

@@ -25,7 +25,7 @@
 
 namespace anyir {
 
-enum class Backend { Auto, OnnxRuntime, OpenVINO, TensorRT };
+enum class Backend { Auto, OnnxRuntime, OpenVINO, TensorRT, ExecuTorch };
 
 enum class ErrorCode {
   InvalidArgument = 1,  // bad option or argument (negative tile, null buffer, ...)

@@ -1,0 +1,138 @@
+// ExecuTorch engine: a .pte from `anyir-export --to executorch` (XNNPACK delegate) on ExecuTorch's
+// C++ runtime (extension::Module), the runtime an Android or iOS app links.  Batch 1 per call;
+// H and W up to the bound the program was built for (anyir_edge.max_side: the Restorer tiles
+// larger images).  Threads: ExecuTorch's own process-wide pool (one per core; the wheel ships no
+// header to resize it, so Options::threads is not applied here).  Metadata from the program's constant method "anyir_edge_metadata", which
+// returns the key/value pairs as UTF-8 JSON in a uint8 tensor (anyir_edge/artifact.py).
+#include <executorch/extension/module/module.h>
+#include <executorch/extension/tensor/tensor.h>
+
+#include <cstring>
+#include <string>
+
+#include "engine.hpp"
+
+namespace anyir {
+namespace detail {
+namespace {
+
+using executorch::extension::Module;
+using executorch::runtime::Error;
+
+constexpr const char* kMetadataMethod = "anyir_edge_metadata";
+
+std::string error_text(Error e) { return "ExecuTorch error " + std::to_string(static_cast<int>(e)); }
+
+// The flat JSON object of string pairs the exporter writes (keys sorted, values strings).
+std::map<std::string, std::string> parse_flat_json(const std::string& s, const std::string& path) {
+  std::map<std::string, std::string> out;
+  size_t i = 0;
+  auto skip = [&] { while (i < s.size() && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r')) ++i; };
+  auto bad = [&]() { fail(ErrorCode::Model, path + ": its " + kMetadataMethod + " method does not return anyir-edge metadata"); };
+  auto str = [&]() {
+    skip();
+    if (i >= s.size() || s[i] != '"') bad();
+    std::string v;
+    for (++i; i < s.size() && s[i] != '"'; ++i) {
+      if (s[i] != '\\') { v += s[i]; continue; }
+      if (++i >= s.size()) bad();
+      switch (s[i]) {
+        case 'n': v += '\n'; break;
+        case 't': v += '\t'; break;
+        case 'r': v += '\r'; break;
+        case 'b': v += '\b'; break;
+        case 'f': v += '\f'; break;
+        case 'u': {  // \uXXXX: keep ASCII, replace the rest (metadata keys and numbers are ASCII)
+          if (i + 4 >= s.size()) bad();
+          const long cp = std::strtol(s.substr(i + 1, 4).c_str(), nullptr, 16);
+          v += cp < 128 ? static_cast<char>(cp) : '?';
+          i += 4;
+          break;
+        }
+        default: v += s[i];
+      }
+    }
+    if (i >= s.size()) bad();
+    ++i;
+    return v;
+  };
+  skip();
+  if (i >= s.size() || s[i] != '{') bad();
+  ++i;
+  skip();
+  if (i < s.size() && s[i] == '}') return out;
+  while (true) {
+    std::string k = str();
+    skip();
+    if (i >= s.size() || s[i] != ':') bad();
+    ++i;
+    out[k] = str();
+    skip();
+    if (i < s.size() && s[i] == ',') { ++i; continue; }
+    if (i < s.size() && s[i] == '}') break;
+    bad();
+  }
+  return out;
+}
+
+class EtEngine final : public Engine {
+ public:
+  explicit EtEngine(const EngineArgs& a) : path_(a.path) {
+    if (!a.device.empty() && a.device != "cpu" && a.device != "CPU")
+      fail(ErrorCode::Unsupported, "the executorch backend runs on the CPU (XNNPACK), not on " + a.device);
+    module_.reset(new Module(path_, Module::LoadMode::Mmap));
+    auto names = module_->method_names();
+    if (!names.ok()) fail(ErrorCode::Model, path_ + ": ExecuTorch cannot load it (" + error_text(names.error()) + ")");
+    if (!names->count("forward")) fail(ErrorCode::Model, path_ + ": the program has no 'forward' method");
+    if (names->count(kMetadataMethod)) {
+      auto md = module_->execute(kMetadataMethod);
+      if (!md.ok() || md->empty() || !(*md)[0].isTensor()) fail(ErrorCode::Model, path_ + ": unreadable metadata method");
+      const auto t = (*md)[0].toTensor();
+      metadata = parse_flat_json(std::string(t.const_data_ptr<char>(), static_cast<size_t>(t.numel())), path_);
+    }
+    const Error e = module_->load_method("forward");
+    if (e != Error::Ok) fail(ErrorCode::Engine, path_ + ": ExecuTorch cannot load its forward method (" + error_text(e) + ")");
+    auto mm = module_->method_meta("forward");
+    if (!mm.ok() || mm->num_inputs() != 1 || mm->num_outputs() != 1)
+      fail(ErrorCode::Model, path_ + ": not an AnyIR restoration program (expected 1 input and 1 output)");
+    auto in = mm->input_tensor_meta(0);
+    if (!in.ok() || in->scalar_type() != executorch::aten::ScalarType::Float || in->sizes().size() != 4 || in->sizes()[1] != 3)
+      fail(ErrorCode::Model, path_ + ": not an AnyIR restoration program (input is not float32 [1, 3, H, W])");
+    const auto it = metadata.find(keys::kMaxSide);
+    max_side_ = it != metadata.end() ? std::atoi(it->second.c_str())
+                                     : static_cast<int>(std::min(in->sizes()[2], in->sizes()[3]));
+  }
+
+  void run(const float* x, int h, int w, std::vector<float>& y) override {
+    if (max_side_ > 0 && (h > max_side_ || w > max_side_))
+      fail(ErrorCode::Image, path_ + ": built for H and W up to " + std::to_string(max_side_) + ", got " +
+                                 std::to_string(h) + "x" + std::to_string(w));
+    auto in = executorch::extension::from_blob(const_cast<float*>(x), {1, 3, h, w});
+    auto out = module_->forward(in);
+    if (!out.ok() || out->empty() || !(*out)[0].isTensor())
+      fail(ErrorCode::Engine, path_ + ": ExecuTorch inference failed (" +
+                                  (out.ok() ? std::string("no tensor output") : error_text(out.error())) + ")");
+    const auto t = (*out)[0].toTensor();
+    const float* p = t.const_data_ptr<float>();
+    y.assign(p, p + t.numel());
+  }
+
+  int max_side() const override { return max_side_; }
+  std::string kind() const override { return "executorch"; }
+  std::string describe() const override {
+    return "executorch (XNNPACK, its own thread pool, H and W <= " + std::to_string(max_side_) + ")";
+  }
+  double bytes_per_pixel_per_dim() const override { return 150.0; }
+
+ private:
+  std::string path_;
+  int max_side_ = 0;
+  std::unique_ptr<Module> module_;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> make_executorch(const EngineArgs& args) { return std::unique_ptr<Engine>(new EtEngine(args)); }
+
+}  // namespace detail
+}  // namespace anyir
