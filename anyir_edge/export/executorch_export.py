@@ -19,6 +19,7 @@ import torch
 from .. import artifact
 from ..errors import first_line
 from .formats import ExportError
+from .onnx_export import _Padded  # the network without its padding (forward_padded): what an engine runs
 
 #: the largest H and W a program is built for unless told (memory is planned for it: anyir-tiny
 #: needs about 0.9 GB at 512, and 4096 did not fit in 23 GB)
@@ -28,15 +29,6 @@ MAX_SIDE_LIMIT = 4096
 MIN_MAX_SIDE = 32
 #: ops that are bookkeeping, not compute, when counting what the delegate did not take
 _BOOKKEEPING = ("getitem", "sym_size", "executorch_call_delegate")
-
-
-class _Padded(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model.forward_padded(x)
 
 
 def _op_name(target) -> str:
