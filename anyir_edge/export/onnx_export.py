@@ -54,16 +54,17 @@ class _Whole(torch.nn.Module):
         return self.model.forward_padded(xp)[:, :, :h, :w]
 
 
-def metadata(model, fft: str, exporter: str, opset: int, source: str | None,
+def metadata(model, fft: str, exporter: str, opset: int | None, source: str | None,
              pad_in_graph: bool = False) -> dict[str, str]:
     """The engine's metadata (:mod:`anyir_edge.artifact`).  With the padding in the graph the
-    engine takes any H and W: its ``size_multiple`` is 1, so runtimes do not pad."""
+    engine takes any H and W: its ``size_multiple`` is 1, so runtimes do not pad.  ``opset``
+    None: a format that is not ONNX (no opset key)."""
     from .. import __version__
 
     io = artifact.describe_io(1 if pad_in_graph else model.size_multiple)
     if pad_in_graph:
         io[artifact.PAD] = f"in the graph: {artifact.PAD_RULE.replace('size_multiple', str(model.size_multiple))}"
-    return {
+    meta = {
         artifact.FORMAT: "1",
         artifact.NAME: model.name or type(model).arch,
         artifact.ARCH: type(model).arch,
@@ -77,6 +78,9 @@ def metadata(model, fft: str, exporter: str, opset: int, source: str | None,
         artifact.VERSION: __version__,
         artifact.TORCH_VERSION: torch.__version__.split("+")[0],
     }
+    if opset is None:
+        del meta[artifact.OPSET]
+    return meta
 
 
 def trace(model, path: str, fft: str, opset: int | None = None, dynamic: bool = True,

@@ -50,8 +50,7 @@ class ExecuTorchTarget(Target):
 
         et_version = version("executorch")
         exporter = f"torch.export + executorch {et_version} (XNNPACK)"
-        meta = onnx_export.metadata(net, ctx.fft, exporter, 0, ctx.source)
-        meta.pop(artifact.OPSET, None)
+        meta = onnx_export.metadata(net, ctx.fft, exporter, None, ctx.source)
         from ...models import get_architecture
 
         form = get_architecture(net).deploy_form("mobile")

@@ -61,8 +61,6 @@ class MobileBlock(nn.Module):
     def __init__(self, block: Block):
         super().__init__()
         attn, gda, ffn = block.attn, block.attn.gatedcnn, block.ffn
-        if attn.fft_mode not in ("fold", "fft", "matmul"):
-            raise ValueError(f"unknown fft_mode {attn.fft_mode!r}")
         dim = attn.project_out.out_channels
         half = dim // 2
         even, odd = torch.arange(0, dim, 2), torch.arange(1, dim, 2)
