@@ -89,3 +89,48 @@ def test_bad_options_are_refused_before_any_work(tmp_path, opts, match):
     with pytest.raises(ExportError, match=match):
         export("anyir-paper-tiny", to="executorch", output=str(tmp_path), **opts)
     assert not list(tmp_path.iterdir())
+
+
+def _foreign_program(path, module, shape, meta: dict | None):
+    """A .pte of ``module`` (not from anyir-export), with ``meta`` as its metadata method if given."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from torch.export import export as torch_export
+
+    from anyir_edge import artifact
+
+    const = {}
+    if meta is not None:
+        const[artifact.PTE_METADATA_METHOD] = torch.tensor(list(artifact.encode_pte_metadata(meta)), dtype=torch.uint8)
+    ep = torch_export(module.eval(), (torch.rand(*shape),))
+    edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()], constant_methods=const)
+    path.write_bytes(edge.to_executorch().buffer)
+    return path
+
+
+class _AddOne(torch.nn.Module):
+    def forward(self, x):
+        return x + 1
+
+
+@pytest.mark.parametrize("shape,meta,match", [
+    ((1, 4, 16, 16), {}, "channels"),                                        # not RGB
+    ((1, 3, 16, 16), {"anyir_edge.max_side": "big"}, "bad anyir_edge.max_side"),  # corrupt metadata
+])
+def test_foreign_or_corrupt_programs_are_refused_in_one_line(tmp_path, shape, meta, match):
+    p = _foreign_program(tmp_path / "foreign.pte", _AddOne(), shape, meta)
+    with pytest.raises(EngineError, match=match) as e:
+        Restorer.open(str(p), threads=1)
+    assert "\n" not in str(e.value)
+
+
+def test_a_program_without_metadata_runs_on_trust_with_a_warning(tmp_path):
+    from anyir_edge.errors import EngineWarning
+
+    p = _foreign_program(tmp_path / "plain.pte", _AddOne(), (1, 3, 16, 24), None)
+    with pytest.warns(EngineWarning, match="no anyir-edge metadata"):
+        r = Restorer.open(str(p), threads=1, tile=0)
+    x = np.zeros((1, 3, 16, 24), np.float32)
+    assert np.allclose(r.forward(x), 1.0) and r.backend.max_side is None
+    with pytest.raises(EngineError, match="ExecuTorch failed"):  # its sizes are ExecuTorch's to check
+        r.forward(np.zeros((1, 3, 32, 32), np.float32))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import artifact
-from ...errors import EngineError
+from ...errors import EngineError, first_line
 from .base import Backend, check_signature, physical_cores
 
 
@@ -65,8 +65,7 @@ class ExecuTorchBackend(Backend):
         except EngineError:
             raise
         except Exception as e:  # ExecuTorch raises RuntimeError / ValueError with long texts
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise EngineError(f"{path}: ExecuTorch cannot load it ({first[:200]})") from None
+            raise EngineError(f"{path}: ExecuTorch cannot load it ({first_line(e)})") from None
         self.program = program
         mm = self.method.metadata
         n_in, n_out = mm.num_inputs(), mm.num_outputs()
@@ -80,8 +79,10 @@ class ExecuTorchBackend(Backend):
             return ("image", dtype, [None, sizes[1], None, None] if len(sizes) == 4 else sizes)
 
         check_signature(path, [sig(mm.input_tensor_meta(0))], [sig(mm.output_tensor_meta(0))], meta)
-        planned = list(mm.input_tensor_meta(0).sizes())
-        self.max_side = int(meta[artifact.MAX_SIDE]) if meta.get(artifact.MAX_SIDE) else min(planned[2:])
+        bound = meta.get(artifact.MAX_SIDE)
+        if bound is not None and not (bound.isdigit() and int(bound) > 0):
+            raise EngineError(f"{path}: bad {artifact.MAX_SIDE} metadata {bound!r}")
+        self.max_side = int(bound) if bound else None  # a program from elsewhere: ExecuTorch checks its sizes
         super().__init__(path, meta)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -96,8 +97,7 @@ class ExecuTorchBackend(Backend):
             try:
                 y = self.method.execute([torch.from_numpy(np.ascontiguousarray(x[i:i + 1]))])[0]
             except Exception as e:
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                raise EngineError(f"{self.path}: ExecuTorch failed on a {h}x{w} input ({first[:200]})") from None
+                raise EngineError(f"{self.path}: ExecuTorch failed on a {h}x{w} input ({first_line(e)})") from None
             out.append(y.numpy().copy())
         return np.concatenate(out, axis=0)
 

@@ -99,8 +99,13 @@ class EtEngine final : public Engine {
     if (!in.ok() || in->scalar_type() != executorch::aten::ScalarType::Float || in->sizes().size() != 4 || in->sizes()[1] != 3)
       fail(ErrorCode::Model, path_ + ": not an AnyIR restoration program (input is not float32 [1, 3, H, W])");
     const auto it = metadata.find(keys::kMaxSide);
-    max_side_ = it != metadata.end() ? std::atoi(it->second.c_str())
-                                     : static_cast<int>(std::min(in->sizes()[2], in->sizes()[3]));
+    if (it != metadata.end()) {  // a program from elsewhere has none: ExecuTorch checks its sizes
+      char* end = nullptr;
+      const long v = std::strtol(it->second.c_str(), &end, 10);
+      if (end == it->second.c_str() || *end != '\0' || v < 1 || v > 1 << 20)
+        fail(ErrorCode::Model, path_ + ": bad anyir_edge.max_side metadata '" + it->second + "'");
+      max_side_ = static_cast<int>(v);
+    }
   }
 
   void run(const float* x, int h, int w, std::vector<float>& y) override {
@@ -120,7 +125,8 @@ class EtEngine final : public Engine {
   int max_side() const override { return max_side_; }
   std::string kind() const override { return "executorch"; }
   std::string describe() const override {
-    return "executorch (XNNPACK, its own thread pool, H and W <= " + std::to_string(max_side_) + ")";
+    return "executorch (XNNPACK, its own thread pool" +
+           (max_side_ > 0 ? ", H and W <= " + std::to_string(max_side_) : std::string()) + ")";
   }
   double bytes_per_pixel_per_dim() const override { return 150.0; }
 
