@@ -1,25 +1,20 @@
 """PyTorch -> ExecuTorch (``.pte``, XNNPACK delegate) for phones.
 
-The network is traced in its architecture's *mobile* deploy form
-(:meth:`anyir_edge.models.base.Architecture.deploy_copy`) with ``torch.export``: batch 1,
-H and W dynamic multiples of the size multiple up to ``max_side`` (ExecuTorch plans its
-memory for that bound), lowered with :class:`XnnpackPartitioner`, and written with the
+The network is traced in its architecture's *mobile* deploy form with ``torch.export``
+(:func:`anyir_edge.export.mobile_export.bounded_export`: batch 1, H and W dynamic multiples of
+the size multiple up to ``max_side``; ExecuTorch plans its memory for that bound), lowered with :class:`XnnpackPartitioner`, and written with the
 engine contract's metadata as the program's constant method
 :data:`anyir_edge.artifact.PTE_METADATA_METHOD`.
 """
 from __future__ import annotations
 
 import collections
-import contextlib
-import io
-import warnings
 
 import torch
 
 from .. import artifact
 from ..errors import first_line
 from .formats import ExportError
-from .onnx_export import _Padded  # the network without its padding (forward_padded): what an engine runs
 
 #: the largest H and W a program is built for unless told (memory is planned for it: anyir-tiny
 #: needs about 0.9 GB at 512, and 4096 did not fit in 23 GB)
@@ -62,29 +57,11 @@ def lower(model, fft: str, max_side: int, meta: dict[str, str], log=lambda s: No
         from executorch.exir import to_edge_transform_and_lower
     except ImportError:
         raise ExportError("--to executorch needs ExecuTorch: pip install anyir-edge[executorch]") from None
-    from torch.export import Dim, export
+    from .mobile_export import bounded_export, quiet
 
-    from ..models import get_architecture
-
-    arch = get_architecture(model)
-    form = arch.deploy_form("mobile")
-    net = arch.deploy_copy(model, "mobile").float().cpu().eval()
-    net.set_fft_mode(fft)
-    m = model.size_multiple
-    blocks = max_side // m
-    shapes = {"x": {2: m * Dim("h_blocks", min=1, max=blocks), 3: m * Dim("w_blocks", min=1, max=blocks)}}
-    # example input: H != W, both >= 2 blocks (torch.export specialises sizes 0 and 1), within the bound
-    w_blocks = min(9, blocks)
-    h_blocks = min(8, w_blocks - 1)
-    x = torch.rand(1, model.in_channels, h_blocks * m, w_blocks * m)
+    ep, form = bounded_export(model, fft, max_side, log=log)
     meta_tensor = torch.tensor(list(artifact.encode_pte_metadata(meta)), dtype=torch.uint8)
-    log(f"tracing the {form} form with torch.export (batch 1, H and W multiples of {m} up to {max_side}) ...")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        try:
-            ep = export(_Padded(net).eval(), (x,), dynamic_shapes=shapes)
-        except Exception as e:
-            raise ExportError(f"torch.export failed ({first_line(e)})") from None
+    with quiet():
         log("lowering to XNNPACK (minutes for a large network) ...")
         try:
             edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],

@@ -112,19 +112,12 @@ def certify(restorer, model, inputs=None, threshold: float = DEFAULT_THRESHOLD_D
         "max_abs_error": max(r["max_abs_error"] for r in rows),
         "mean_abs_error": float(np.mean([r["mean_abs_error"] for r in rows])),
     }
-    from .. import __version__
-    from ..models.checkpoint import weights_sha256
-    from ..runtime.backends import cpu_info
-
     return {
         "certificate": "anyir-edge parity",
         "passed": bool(summary["psnr_min"] >= threshold),
         "threshold_db": float(threshold),
         "gate": "min PSNR over all inputs >= threshold_db (fp32)",
-        "model": getattr(model, "name", None) or type(model).arch,
-        "arch": type(model).arch,
-        "weights_sha256": weights_sha256(model),
-        "config": model.config.to_dict(),
+        **model_identity(model),
         "precision": "fp32",
         "reference": f"PyTorch {type(model).__name__}.forward, fft_mode='fft' (torch.fft), float32, CPU",
         "engine_backend": restorer.backend.describe(),
@@ -133,11 +126,33 @@ def certify(restorer, model, inputs=None, threshold: float = DEFAULT_THRESHOLD_D
                    "outputs clipped to [0, 1]; errors: absolute, raw outputs" % PSNR_CAP,
         "summary": summary,
         "inputs": rows,
+        **environment(),
+        **info,
+    }
+
+
+def model_identity(model) -> dict:
+    """The fields naming the model a certificate is about (every certificate has them)."""
+    from ..models.checkpoint import weights_sha256
+
+    return {
+        "model": getattr(model, "name", None) or type(model).arch,
+        "arch": type(model).arch,
+        "weights_sha256": weights_sha256(model),
+        "config": model.config.to_dict(),
+    }
+
+
+def environment() -> dict:
+    """The fields naming where a certificate was made: toolkit and library versions, CPU, time."""
+    from .. import __version__
+    from ..runtime.backends import cpu_info
+
+    return {
         "toolkit_version": __version__,
         "versions": _versions(),
         "host_cpu": cpu_info(),  # INT8 numerics depend on it (VNNI or not): anyir_edge.export.precision
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **info,
     }
 
 

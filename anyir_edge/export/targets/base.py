@@ -62,6 +62,10 @@ SHARED_OPTIONS: dict[str, OptionSpec] = {
         "folder of calibration images for --int8 (degraded every supported way; onnx/openvino default: the "
         "built-in crops, with a warning)")))],
     "opset": [(("--opset",), dict(type=int, help="ONNX opset (>= 17; default 17, 18 for --fft dft)"))],
+    "max_side": [(("--max-side",), dict(type=int, metavar="N", help=(
+        "executorch, coreml: the largest H and W the program takes (a multiple of 8, 32-4096; default 1024). "
+        "ExecuTorch plans memory for it (anyir-tiny: ~0.9 GB at 512); Core ML takes H and W from 8 to it (the "
+        "input's size range); the runtime tiles larger images")))],
 }
 
 
@@ -88,6 +92,22 @@ class Target:
 
     def build(self, ctx: Context, settings) -> Built:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def fit_inputs(self, settings, inputs: list) -> list:
+        """The parity inputs as the engine takes them whole (an engine built for fixed sizes gets
+        them at those sizes); default: unchanged."""
+        return inputs
+
+    def certify(self, ctx: Context, settings, built: Built) -> dict:
+        """The engine's certificate: by default it is run here on ``ctx.inputs`` against the
+        PyTorch reference (:func:`anyir_edge.export.verify`).  A target whose engine cannot run on
+        this machine overrides this with the checks it can make; its certificate says
+        ``"executed": false`` and why, and ``"failure"`` when a check fails."""
+        from .. import verify
+
+        ctx.log(f"checking parity against the PyTorch reference on {len(ctx.inputs)} inputs ({built.summary}) ...")
+        return verify(built.engine, ctx.net, inputs=ctx.inputs, threshold=ctx.threshold, threads=ctx.threads,
+                      format=self.name, fft=ctx.fft, **built.cert_info)
 
     def after_verify(self, ctx: Context, settings, built: Built, cert: dict, failure: str | None) -> str | None:
         """Gates of the target's own after parity (e.g. the quality gate); returns the failure."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..formats import ExportError, Format
-from .base import Built, Context, OptionSpec, Target
+from .base import Built, Context, Target
 
 
 @dataclass
@@ -19,12 +19,6 @@ class ExecuTorchTarget(Target):
     format = Format("executorch", ("et", "pte", "xnnpack"), ".pte", frozenset({"fft", "max_side"}),
                     ("fold", "matmul"), False,
                     "ExecuTorch program (.pte, XNNPACK) for phones; batch 1, H and W up to --max-side")
-    options: dict[str, OptionSpec] = {
-        "max_side": [(("--max-side",), dict(type=int, metavar="N", help=(
-            "executorch: the largest H and W the program takes (a multiple of 8, 32-4096; default 1024). ExecuTorch "
-            "plans memory for it (anyir-tiny: ~0.9 GB at 512); the runtime tiles larger images")))],
-    }
-
     def prepare(self, opts, fft):
         from ..executorch_export import DEFAULT_MAX_SIDE, MAX_SIDE_LIMIT, MIN_MAX_SIDE
 

@@ -1,0 +1,54 @@
+"""What the phone targets (ExecuTorch, LiteRT, Core ML) trace: the architecture's *mobile*
+deploy form (:meth:`anyir_edge.models.base.Architecture.deploy_copy`) without its padding,
+batch 1, and for the targets with bounded dynamic shapes its ``torch.export`` program (H and W
+multiples of the size multiple up to ``max_side``)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+
+import torch
+
+from ..errors import first_line
+from .formats import ExportError
+from .onnx_export import _Padded  # the network without its padding (forward_padded): what an engine runs
+
+
+def mobile_module(model, fft: str) -> tuple[torch.nn.Module, str]:
+    """(module taking a (1, C, H, W) batch padded to the size multiple, deploy form's name)."""
+    from ..models import get_architecture
+
+    arch = get_architecture(model)
+    net = arch.deploy_copy(model, "mobile").float().cpu().eval()
+    net.set_fft_mode(fft)
+    return _Padded(net).eval(), arch.deploy_form("mobile")
+
+
+def bounded_export(model, fft: str, max_side: int, log=lambda s: None):
+    """(``torch.export`` program of :func:`mobile_module` with H and W dynamic multiples of the
+    size multiple up to ``max_side``, deploy form's name)."""
+    from torch.export import Dim, export
+
+    module, form = mobile_module(model, fft)
+    m = model.size_multiple
+    blocks = max_side // m
+    shapes = {"x": {2: m * Dim("h_blocks", min=1, max=blocks), 3: m * Dim("w_blocks", min=1, max=blocks)}}
+    # example input: H != W, both >= 2 blocks (torch.export specialises sizes 0 and 1), within the bound
+    w_blocks = min(9, blocks)
+    h_blocks = min(8, w_blocks - 1)
+    x = torch.rand(1, model.in_channels, h_blocks * m, w_blocks * m)
+    log(f"tracing the {form} form with torch.export (batch 1, H and W multiples of {m} up to {max_side}) ...")
+    with quiet():
+        try:
+            return export(module, (x,), dynamic_shapes=shapes), form
+        except Exception as e:
+            raise ExportError(f"torch.export failed ({first_line(e)})") from None
+
+
+@contextlib.contextmanager
+def quiet():
+    """The converters' warnings and prints kept off the user's terminal."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
