@@ -16,7 +16,13 @@ crops back).  Its metadata are string pairs ``anyir_edge.<key>``, stored
   object), because a serialized engine holds no user metadata;
 * in an ExecuTorch ``.pte`` as the constant method :data:`PTE_METADATA_METHOD`, which returns
   the JSON object of the pairs as a uint8 tensor (:func:`encode_pte_metadata`), so the C++
-  runtime on a phone reads them with the same ``Module::execute`` call as the model.
+  runtime on a phone reads them with the same ``Module::execute`` call as the model;
+* in a LiteRT ``.tflite`` as the model's metadata entry :data:`TFLITE_METADATA_NAME` (a buffer
+  holding the same JSON), which every TFLite flatbuffer reader can list; an engine built for
+  fixed sizes names them in :data:`SIZES` and has one signature per size
+  (:func:`tflite_signature_name`);
+* in a Core ML package (``.mlpackage``, a folder: :data:`BUNDLE_SUFFIXES`) as the model's
+  ``user_defined_metadata`` (the spec's ``description.metadata.userDefined``), full key names.
 """
 from __future__ import annotations
 
@@ -60,6 +66,7 @@ PRECISION = key("precision")
 INT8_WEIGHT_BITS = key("int8_weight_bits")
 MAX_SIDE = key("max_side")        # programs with bounded dynamic shapes (ExecuTorch): largest H and W
 DEPLOY_FORM = key("deploy_form")  # "cpu" or "mobile" (anyir_edge.models.base.Architecture.deploy_copy)
+SIZES = key("sizes")              # engines built for fixed sizes (LiteRT): "HxW,HxW" (padded sizes)
 
 #: what a runtime reads to run an engine; the C++ runtime reads exactly these
 #: (``runtimes/cpp/src/metadata_keys.hpp``) and both fall back to them for an IR without its section
@@ -99,7 +106,8 @@ PTE_METADATA_METHOD = "anyir_edge_metadata"
 
 
 def encode_pte_metadata(meta: dict[str, str]) -> bytes:
-    """The bytes the ``.pte``'s metadata method returns (UTF-8 JSON, keys sorted)."""
+    """The bytes the ``.pte``'s metadata method returns (UTF-8 JSON, keys sorted; a ``.tflite``'s
+    metadata buffer holds the same)."""
     return json.dumps({k: str(v) for k, v in meta.items()}, sort_keys=True).encode()
 
 
@@ -107,10 +115,73 @@ def decode_pte_metadata(raw: bytes) -> dict[str, str]:
     try:
         doc = json.loads(raw.decode())
     except (UnicodeDecodeError, ValueError):
-        raise EngineError(f"its {PTE_METADATA_METHOD} method does not return anyir-edge metadata (not JSON)") from None
+        raise EngineError("its anyir-edge metadata are not JSON") from None
     if not isinstance(doc, dict):
-        raise EngineError(f"its {PTE_METADATA_METHOD} method does not return a JSON object")
+        raise EngineError("its anyir-edge metadata are not a JSON object")
     return {str(k): str(v) for k, v in doc.items()}
+
+
+# ------------------------------------------------------------------------ LiteRT
+TFLITE_METADATA_NAME = "anyir_edge"
+
+
+def format_sizes(sizes) -> str:
+    """``[(224, 224), (256, 384)]`` -> ``"224x224,256x384"`` (:data:`SIZES`)."""
+    return ",".join(f"{h}x{w}" for h, w in sizes)
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """:data:`SIZES` back to [(H, W), ...]; one-line :class:`EngineError` when malformed."""
+    out = []
+    for part in str(text).split(","):
+        h, sep, w = part.strip().partition("x")
+        if not (sep and h.isdigit() and w.isdigit() and int(h) > 0 and int(w) > 0):
+            raise EngineError(f"bad {SIZES} metadata {text!r} (expected HxW[,HxW...])")
+        out.append((int(h), int(w)))
+    return out
+
+
+def tflite_signature_name(h: int, w: int) -> str:
+    """The signature that runs an H x W input in a fixed-size ``.tflite``."""
+    return f"restore_{h}x{w}"
+
+
+def write_tflite(model: bytes, meta: dict[str, str]) -> bytes:
+    """``model`` (a ``.tflite`` flatbuffer) with ``meta`` as its :data:`TFLITE_METADATA_NAME`
+    metadata entry (replacing an earlier one)."""
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromPackedBuf(model, 0)
+    m.metadata = [e for e in (m.metadata or []) if e.name not in (TFLITE_METADATA_NAME, TFLITE_METADATA_NAME.encode())]
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(encode_pte_metadata(meta), dtype=np.uint8)
+    m.buffers.append(buf)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = TFLITE_METADATA_NAME, len(m.buffers) - 1
+    m.metadata.append(entry)
+    b = flatbuffers.Builder(len(model) + 4096)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def read_tflite(model: bytes) -> dict[str, str]:
+    """The anyir-edge metadata of a ``.tflite`` flatbuffer ({} when it has none)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
+        m = schema.Model.GetRootAs(model, 0)
+        for i in range(m.MetadataLength()):
+            entry = m.Metadata(i)
+            if entry.Name() == TFLITE_METADATA_NAME.encode():
+                raw = m.Buffers(entry.Buffer()).DataAsNumpy()
+                return decode_pte_metadata(bytes(raw.tobytes()) if hasattr(raw, "tobytes") else b"")
+    except EngineError:
+        raise
+    except Exception as e:
+        raise EngineError(f"not a readable TFLite model ({type(e).__name__})") from None
+    return {}
 
 
 # ------------------------------------------------------------------- OpenVINO
@@ -186,9 +257,34 @@ def find_certificate(engine_path) -> Path | None:
     return legacy if named in (None, p.name) else None
 
 
+#: engines that are folders (a Core ML ``.mlpackage``: Manifest.json, the spec, the weight blobs)
+BUNDLE_SUFFIXES = (".mlpackage",)
+
+
+def is_bundle(engine_path) -> bool:
+    """Whether ``engine_path`` names a folder engine (:data:`BUNDLE_SUFFIXES`), by its suffix."""
+    return Path(engine_path).suffix.lower() in BUNDLE_SUFFIXES
+
+
+def _bundle_files(root: Path) -> list[tuple[str, Path]]:
+    """(path relative to ``root`` with ``/`` separators, file) for every file in the folder, sorted
+    by the relative path (symbolic links to folders are not followed)."""
+    import os
+
+    out = []
+    for d, _dirs, files in os.walk(root):
+        for name in files:
+            f = Path(d) / name
+            out.append((f.relative_to(root).as_posix(), f))
+    return sorted(out, key=lambda t: t[0])
+
+
 def engine_files(engine_path) -> list[Path]:
-    """The files an engine consists of: the file itself, and an OpenVINO IR's ``.bin``."""
+    """The files an engine consists of: the file itself, an OpenVINO IR's ``.bin`` beside it, or
+    every file of a folder engine (:data:`BUNDLE_SUFFIXES`), sorted by relative path."""
     p = Path(engine_path)
+    if is_bundle(p) and p.is_dir():
+        return [f for _, f in _bundle_files(p)]
     return [p, p.with_suffix(".bin")] if p.suffix.lower() == ".xml" else [p]
 
 
@@ -198,15 +294,34 @@ def engine_size_mb(engine_path) -> float:
 
 
 def engine_sha256(engine_path) -> str:
-    """SHA-256 over the bytes of :func:`engine_files` (what a certificate's ``engine_sha256`` records)."""
+    """SHA-256 over the bytes of :func:`engine_files` (what a certificate's ``engine_sha256`` records).
+
+    A folder engine (:data:`BUNDLE_SUFFIXES`) is hashed file by file in sorted relative-path order:
+    the relative path (UTF-8, ``/`` separators), a NUL byte, the file's size (8 bytes, big-endian),
+    then its bytes; so the digest does not depend on the file system's listing order, and a file
+    renamed, added or removed changes it."""
     import hashlib
 
     h = hashlib.sha256()
-    for f in engine_files(engine_path):
+    p = Path(engine_path)
+    if is_bundle(p) and p.is_dir():
+        items = _bundle_files(p)
+    else:
+        items = [(None, f) for f in engine_files(p)]
+    for rel, f in items:
         with open(f, "rb") as fh:
+            if rel is not None:
+                h.update(rel.encode() + b"\0" + _file_size(fh).to_bytes(8, "big"))
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+def _file_size(fh) -> int:
+    """The size of an open file."""
+    import os
+
+    return os.fstat(fh.fileno()).st_size
 
 
 def certificate_mismatch(engine_path) -> str | None:

@@ -279,9 +279,10 @@ def test_format_typos_suggest(typo, hint):
 
 def test_format_table_rows():
     names = {f.name: f for f in formats.FORMATS}
-    assert set(names) == {"onnx", "openvino", "trt", "executorch"}
+    assert set(names) == {"onnx", "openvino", "trt", "executorch", "litert", "coreml"}
     assert names["trt"].gpu and not names["onnx"].gpu and names["onnx"].suffix == ".onnx"
     assert names["executorch"].suffix == ".pte" and "dft" not in names["executorch"].fft
+    assert names["litert"].suffix == ".tflite" and "sizes" in names["litert"].flags and "half" not in names["litert"].flags
     assert "dft" in names["onnx"].fft and "dft" not in names["trt"].fft
 
 
@@ -353,3 +354,15 @@ def test_a_new_target_is_one_module_and_one_registry_line(tmp_path, monkeypatch)
     assert res.certificate["passed"] and res.certificate["format"] == "plain" and res.certificate["shout"] is True
     with pytest.raises(ExportError, match="--shout is not supported by --to onnx"):
         export(perturbed(), to="onnx", shout=True, output=str(tmp_path / "x") + "/")
+
+
+def test_litert_without_its_toolchain_is_refused_in_one_line(monkeypatch, tmp_path):
+    """CI does not install litert-torch (tests/test_litert.py runs where it is): the target says
+    what to install, before any work, whether or not it is installed here."""
+    from anyir_edge.export import litert_export
+
+    monkeypatch.setattr(litert_export, "missing", lambda: ["litert-torch", "ai-edge-litert"])
+    with pytest.raises(ExportError, match=r"--to litert needs litert-torch and ai-edge-litert: pip install "
+                                          r"anyir-edge\[litert\]") as e:
+        export("anyir-paper-tiny", to="tflite", output=str(tmp_path), sizes="224")
+    assert "\n" not in str(e.value) and list(tmp_path.iterdir()) == []

@@ -216,6 +216,8 @@ class Bench:
         extra = {"fp16": {"half": True}, "int8": {"int8": True}}.get(precision, {})
         if backend == "executorch":  # built for the largest benchmarked size (memory is planned for it)
             extra["max_side"] = max(32, -(-max(self.s.sizes) // 8) * 8)
+        if backend == "litert":  # static shapes: one signature per benchmarked size
+            extra["sizes"] = ",".join(str(max(16, -(-size // 8) * 8)) for size in self.s.sizes)
         if backend == "tensorrt" and precision == "int8":
             raise BenchError("tensorrt int8 needs a calibration folder (anyir-export --to trt --int8 --calib DIR)")
         # the exporter's own parity inputs and gates: an engine anyir-export refuses is not benchmarked

@@ -13,19 +13,19 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import DEFAULT_MODEL
 
     table = "\n".join(
-        f"  {f.name:<10} {', '.join(f.aliases) or '-':<22} *{f.suffix:<8} {'GPU' if f.gpu else 'CPU'}  {f.description}"
+        f"  {f.name:<10} {', '.join(f.aliases) or '-':<22} *{f.suffix:<10} {'GPU' if f.gpu else 'CPU'}  {f.description}"
         for f in FORMATS
     )
     p = ArgumentParser(
         prog="anyir-export",
-        description="Export a restoration model (AnyIR, PromptIR, MoCE-IR) to ONNX / OpenVINO / TensorRT / ExecuTorch, verified against the PyTorch "
+        description="Export a restoration model (AnyIR, PromptIR, MoCE-IR) to ONNX / OpenVINO / TensorRT / ExecuTorch / LiteRT / Core ML, verified against the PyTorch "
                     "reference (writes NAME.<suffix> and NAME.<suffix>.parity.json).",
         epilog=f"formats (name, aliases, suffix, device, what):\n{table}\n\n"
                "An engine below the parity gate is kept as NAME.rejected.<suffix> with NAME.rejected.<suffix>.parity.json "
                "and the command exits 1.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--to", default="onnx", metavar="FORMAT", help="onnx (default), openvino, trt, executorch (aliases below)")
+    p.add_argument("--to", default="onnx", metavar="FORMAT", help="onnx (default), openvino, trt, executorch, litert, coreml (aliases below)")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
                    help="shipped model name or checkpoint: our .safetensors, a bare state dict (.pth) or a training "
                         f"checkpoint such as the AnyIR authors' Lightning .ckpt; default: {DEFAULT_MODEL}")
@@ -59,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     res = export(args.model, to=args.to, output=args.output, fft=args.fft, threshold=args.min_psnr,
                  threads=args.threads, **opts)
     s = res.certificate["summary"]
-    print(f"{res.path}  fft={res.fft}  parity: PSNR min {s['psnr_min']:.1f} dB, SSIM min {s['ssim_min']:.6f}, "
-          f"max abs err {s['max_abs_error']:.2e}  certificate: {res.certificate_path}")
+    if res.certificate.get("executed", True):
+        print(f"{res.path}  fft={res.fft}  parity: PSNR min {s['psnr_min']:.1f} dB, SSIM min {s['ssim_min']:.6f}, "
+              f"max abs err {s['max_abs_error']:.2e}  certificate: {res.certificate_path}")
+    else:  # an engine that cannot run here (Core ML): its structural checks
+        print(f"{res.path}  fft={res.fft}  not executed ({res.certificate.get('not_executed', '?').split(':')[0]}); "
+              f"structural checks: {s.get('checks_passed', 'passed')}  certificate: {res.certificate_path}")
     return 0
 
 

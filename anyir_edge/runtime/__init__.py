@@ -118,6 +118,8 @@ class Restorer:
     def plan_tile(self, h: int, w: int, tile: int | None = None, overlap: int | None = None) -> tuple[int, int]:
         """(tile, overlap) for an H x W image; tile 0 means one whole-image run."""
         tile, overlap = check_tiling(self.tile if tile is None else tile, self.overlap if overlap is None else overlap)
+        if self.backend.sizes:
+            return self._plan_fixed(h, w, tile, overlap)
         m = self.size_multiple
         bound = self.backend.max_side  # an engine built for H, W <= bound (ExecuTorch)
         ph, pw = -(-h // m) * m, -(-w // m) * m
@@ -146,6 +148,36 @@ class Restorer:
             raise ImageError(f"overlap {overlap} must be less than half the tile size {tile}")
         if h <= tile and w <= tile:
             return 0, overlap
+        return tile, overlap
+
+    def _plan_fixed(self, h: int, w: int, tile: int | None, overlap: int) -> tuple[int, int]:
+        """(tile, overlap) on an engine built for fixed sizes (LiteRT): whole when the image pads
+        to one of them, else tiles of a square one (every tile then pads to exactly that size)."""
+        m, sizes = self.size_multiple, self.backend.sizes
+        ph, pw = -(-h // m) * m, -(-w // m) * m
+        listed = ", ".join(f"{a}x{b}" for a, b in sizes)
+        if (ph, pw) in sizes and (not tile or (h <= tile and w <= tile)):
+            return 0, overlap
+        squares = [a for a, b in sizes if a == b]
+        if tile == 0:
+            raise ImageError(f"image {w}x{h} does not pad to a size this engine was built for ({listed}) and tiling "
+                             "is off; allow tiling or re-export with --sizes including it")
+        if tile is None:
+            fits = [s for s in squares if s <= min(ph, pw)]
+            if not fits:
+                raise ImageError(f"image {w}x{h} does not pad to a size this engine was built for ({listed}) and is "
+                                 "smaller than its square sizes, so it cannot be tiled either; re-export with "
+                                 f"--sizes {ph}x{pw}")
+            tile = max(fits)
+            overlap = min(overlap, tile // 4)
+        else:
+            tile = -(-int(tile) // m) * m
+            if tile not in squares or tile > min(ph, pw):
+                usable = [s for s in squares if s <= min(ph, pw)]
+                raise ImageError(f"tile {tile}: this engine runs only {listed}; for a {w}x{h} image the tile must be "
+                                 f"one of its square sizes no larger than the image ({', '.join(map(str, usable)) or 'none'})")
+        if overlap * 2 >= tile:
+            raise ImageError(f"overlap {overlap} must be less than half the tile size {tile}")
         return tile, overlap
 
     def restore(self, image: np.ndarray, bgr: bool = False, tile: int | None = None,

@@ -18,6 +18,8 @@ REGISTRY = {
     "openvino": "openvino",
     "trt": "tensorrt",
     "executorch": "executorch",
+    "coreml": "coreml",
+    "litert": "litert",
 }
 
 

@@ -22,6 +22,8 @@ REGISTRY = {
     "openvino": "openvino_backend",
     "tensorrt": "tensorrt_backend",
     "executorch": "executorch_backend",
+    "coreml": "coreml_backend",
+    "litert": "litert_backend",
 }
 #: where a path's suffix gives no backend (a shipped model name), this one opens it
 DEFAULT = "torch"

@@ -92,12 +92,14 @@ def missing_modules(modules) -> list[str]:
     return out
 
 
-def check_signature(path, inputs: list[tuple], outputs: list[tuple], metadata: dict[str, str]) -> None:
+def check_signature(path, inputs: list[tuple], outputs: list[tuple], metadata: dict[str, str],
+                    warn: bool = True) -> None:
     """Refuse an engine that cannot be an image restorer under the contract (one line), and warn
     once when it carries no anyir-edge metadata and runs on trust.
 
     ``inputs`` / ``outputs``: (name, element type, dims) with dims ints for fixed sizes and None
-    for dynamic ones; element type "float32" or the runtime's own name for anything else."""
+    for dynamic ones; element type "float32" or the runtime's own name for anything else.
+    ``warn`` False: the checks only (an engine with several signatures warns once)."""
     if len(inputs) != 1 or len(outputs) != 1:
         raise EngineError(f"{path}: not an image-restoration engine: expected 1 input and 1 output, found "
                           f"{len(inputs)} input(s) {[i[0] for i in inputs]} and {len(outputs)} output(s) "
@@ -114,7 +116,7 @@ def check_signature(path, inputs: list[tuple], outputs: list[tuple], metadata: d
         raise EngineError(f"{path}: its input has a fixed size ({'x'.join(str(d or '?') for d in dims)}); the "
                           "runtime pads images to the size multiple and needs dynamic H and W (anyir-export "
                           "writes them; re-export without --static)")
-    if not any(k.startswith(artifact.PREFIX) for k in metadata):
+    if warn and not any(k.startswith(artifact.PREFIX) for k in metadata):
         import warnings
 
         warnings.warn(f"{path}: no anyir-edge metadata: running it on trust (NCHW RGB in [0, 1], H and W padded to "
@@ -140,6 +142,8 @@ class Backend:
     bytes_per_pixel_per_dim = BYTES_PER_PIXEL_PER_DIM
     #: the largest padded H and W the engine takes (None: any); the Restorer tiles larger images
     max_side: int | None = None
+    #: the only padded (H, W) the engine takes (None: any; LiteRT); the Restorer tiles other sizes
+    sizes: tuple[tuple[int, int], ...] | None = None
 
     @classmethod
     def is_available(cls) -> str | None:

@@ -1,0 +1,92 @@
+"""PyTorch -> LiteRT (``.tflite``) for phones, with litert-torch.
+
+litert-torch converts static shapes only, so the network (its architecture's *mobile* deploy
+form, :func:`anyir_edge.export.mobile_export.mobile_module`, batch 1) is converted once per
+size into one signature each (:func:`anyir_edge.artifact.tflite_signature_name`); the weights
+are shared between them.  The engine contract's metadata are written into the flatbuffer
+(:func:`anyir_edge.artifact.write_tflite`).
+"""
+from __future__ import annotations
+
+import collections
+import importlib.metadata
+import os
+import warnings
+
+import torch
+
+from .. import artifact
+from ..errors import first_line
+from .formats import ExportError
+
+#: what --to litert imports (the converter and the runtime that verifies it)
+MODULES = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}
+
+
+def missing() -> list[str]:
+    import importlib.util
+
+    return [pkg for mod, pkg in MODULES.items() if importlib.util.find_spec(mod) is None]
+
+
+def version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def op_report(model: bytes) -> dict:
+    """Per signature, the operators of its subgraph (builtin name -> count), and any custom op
+    (which a stock LiteRT runtime on a phone would not have)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    m = schema.Model.GetRootAs(model, 0)
+    codes = []
+    for i in range(m.OperatorCodesLength()):
+        c = m.OperatorCodes(i)
+        code = max(c.BuiltinCode(), c.DeprecatedBuiltinCode())
+        codes.append(c.CustomCode().decode() if c.CustomCode() else names.get(code, str(code)))
+    signatures, ops = {}, {}
+    for i in range(m.SignatureDefsLength()):
+        sd = m.SignatureDefs(i)
+        g = m.Subgraphs(sd.SubgraphIndex())
+        count = collections.Counter(codes[g.Operators(j).OpcodeIndex()] for j in range(g.OperatorsLength()))
+        key = sd.SignatureKey().decode()
+        signatures[key] = [int(v) for v in g.Tensors(g.Inputs(0)).ShapeAsNumpy()]
+        ops[key] = dict(sorted(count.items()))
+    custom = sorted({c for c in codes if c not in names.values()})
+    return {"signatures": signatures, "ops": ops, "custom_ops": custom}
+
+
+def convert(model, fft: str, sizes, meta: dict[str, str], log=lambda s: None) -> tuple[bytes, dict]:
+    """The ``.tflite`` bytes of ``model`` (a RestorationNet) with one signature per (H, W) in
+    ``sizes``, and its :func:`op_report`."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import litert_torch
+    except ImportError:
+        raise ExportError("--to litert needs litert-torch: pip install anyir-edge[litert]") from None
+    from .mobile_export import mobile_module, quiet
+
+    module, form = mobile_module(model, fft)
+    litert_torch.config.show_progress = False
+    # JAX (imported by litert-torch) warns at every later fork, e.g. a worker pool: nothing here forks into JAX
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+    conv = litert_torch
+    for h, w in sizes:
+        x = torch.rand(1, model.in_channels, h, w)
+        conv = conv.signature(artifact.tflite_signature_name(h, w), module, (x,))
+    log(f"converting the {form} form with litert-torch ({len(sizes)} signature(s); about a minute each) ...")
+    with quiet():
+        try:
+            edge = conv.convert()
+            buf = edge.model_content()
+        except Exception as e:
+            raise ExportError(f"LiteRT conversion failed ({first_line(e)})") from None
+    report = op_report(buf)
+    if report["custom_ops"]:
+        raise ExportError(f"LiteRT conversion left custom ops a phone runtime lacks: {', '.join(report['custom_ops'])}")
+    report["deploy_form"] = form
+    return artifact.write_tflite(buf, meta), report

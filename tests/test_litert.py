@@ -1,0 +1,169 @@
+"""``anyir-export --to litert`` (issue #22): a ``.tflite`` with one signature per size named with
+``--sizes`` (litert-torch converts static shapes), certified on LiteRT's own interpreter at each
+of them, opened by ``Restorer`` like every engine (metadata from the flatbuffer's metadata entry,
+batch image by image, tiles with a square signature where the image pads to none of them).
+
+Runs where litert-torch and ai-edge-litert are installed (``pip install anyir-edge[litert]``; CI
+does not install them: litert-torch pulls jax and transformers, ~2 GB).  The network is a small
+AnyIR (dim 8, one block per level) so the two signatures convert in about a minute.
+"""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("litert_torch")
+pytest.importorskip("ai_edge_litert")
+
+from anyir_edge import artifact  # noqa: E402
+from anyir_edge.errors import EngineError, EngineWarning  # noqa: E402
+from anyir_edge.export import ExportError, export  # noqa: E402
+from anyir_edge.export.parity import parity_inputs  # noqa: E402
+from anyir_edge.runtime import Restorer  # noqa: E402
+from anyir_edge.runtime.errors import ImageError  # noqa: E402
+
+from conftest import SMALL_ANYIR, perturbed  # noqa: E402
+
+SIZES = "64,48x80"
+
+
+def _psnr(a, b):
+    return 10 * np.log10(1 / np.mean((a - b) ** 2))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return perturbed("anyir-tiny", seed=7, **SMALL_ANYIR)
+
+
+@pytest.fixture(scope="module")
+def tflite(model, tmp_path_factory):
+    import anyir_edge
+
+    d = tmp_path_factory.mktemp("litert")
+    ckpt = d / "small.safetensors"
+    anyir_edge.save_model(model, ckpt)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return export(str(ckpt), to="litert", output=str(d), threads=1, inputs=parity_inputs(max_side=128)[:4],
+                      sizes=SIZES, log=lambda msg: None)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_the_model_is_certified_on_litert_at_every_size(tflite):
+    cert = json.loads(tflite.certificate_path.read_text())
+    assert tflite.path.suffix == ".tflite" and cert["engine"] == tflite.path.name
+    assert cert["passed"] and cert["summary"]["psnr_min"] >= 60
+    assert cert["engine_backend"].startswith("litert (XNNPACK") and cert["deploy_form"] == "mobile"
+    assert cert["sizes"] == ["64x64", "48x80"]
+    assert cert["signatures"] == {"restore_64x64": [1, 3, 64, 64], "restore_48x80": [1, 3, 48, 80]}
+    assert "CONV_2D" in cert["ops"]["restore_64x64"] and not any("FLEX" in op for op in cert["ops"]["restore_64x64"])
+    # the parity inputs were fitted to the sizes (some a few pixels short, padded back by the runtime)
+    padded = {(-(-h // 8) * 8, -(-w // 8) * 8) for h, w in (row["size"] for row in cert["inputs"])}
+    assert padded == {(64, 64), (48, 80)}
+    assert any(row["size"] not in ([64, 64], [48, 80]) for row in cert["inputs"])
+
+
+def test_restorer_reads_the_metadata_and_matches_pytorch(tflite, model):
+    rng = np.random.default_rng(5)
+    x = rng.random((2, 3, 45, 77), dtype=np.float32)  # pads to 48x80: a batch of two, run one by one
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    with Restorer.open(str(tflite.path), threads=1) as r:
+        assert r.backend.kind == "litert" and r.backend.sizes == ((48, 80), (64, 64))
+        assert r.metadata[artifact.SIZES] == "64x64,48x80" and r.metadata[artifact.ARCH] == "anyir"
+        assert r.plan_tile(45, 77) == (0, r.overlap)
+        out = r.forward(x)
+    assert out.shape == x.shape and _psnr(out, ref) > 60
+
+
+def test_other_sizes_are_tiled_with_a_square_signature(tflite, model):
+    rng = np.random.default_rng(6)
+    img = rng.random((90, 110, 3), dtype=np.float32)
+    with Restorer.open(str(tflite.path), threads=1) as r:
+        tile, overlap = r.plan_tile(90, 110)
+        assert tile == 64 and 0 < overlap <= 16
+        out = r.restore(img)
+        with pytest.raises(ImageError, match="tiling is off"):
+            r.restore(img, tile=0)
+        with pytest.raises(ImageError, match="square sizes"):
+            r.restore(img, tile=72)
+        with pytest.raises(ImageError, match="re-export with --sizes 40x40"):
+            r.restore(img[:37, :33])
+        with pytest.raises(EngineError, match="built for 48x80,64x64 only"):
+            r.backend.run(np.zeros((1, 3, 72, 64), np.float32))
+    with Restorer.open(model, tile=tile, overlap=overlap) as ref:  # the same tiles on PyTorch
+        want = ref.restore(img)
+    assert _psnr(out, want) > 60
+
+
+@pytest.mark.parametrize("opts,match", [
+    ({"sizes": "65"}, "multiple of 8"),
+    ({"sizes": "224,abc"}, "expected sizes like"),
+    ({"sizes": "8"}, "from 16 to 4096"),
+    ({"sizes": ",".join(str(16 * i) for i in range(1, 10))}, "at most 8"),
+    ({"half": True}, "litert"),
+    ({"max_side": 64}, "litert"),
+])
+def test_bad_options_are_refused_before_any_work(tmp_path, opts, match):
+    with pytest.raises(ExportError, match=match):
+        export("anyir-paper-tiny", to="litert", output=str(tmp_path), **opts)
+    assert not list(tmp_path.iterdir())
+
+
+class _AddOne(torch.nn.Module):
+    def forward(self, x):
+        return x + 1
+
+
+@pytest.fixture(scope="module")
+def plain_tflite(tmp_path_factory):
+    """A .tflite of x + 1 at 1x3x16x24 converted by litert-torch directly (no anyir-edge metadata)."""
+    import litert_torch
+
+    litert_torch.config.show_progress = False
+    p = tmp_path_factory.mktemp("plain") / "plain.tflite"
+    p.write_bytes(litert_torch.convert(_AddOne().eval(), (torch.rand(1, 3, 16, 24),)).model_content())
+    return p
+
+
+def test_a_model_without_metadata_runs_on_trust_with_a_warning(plain_tflite):
+    with pytest.warns(EngineWarning, match="no anyir-edge metadata"):
+        r = Restorer.open(str(plain_tflite), threads=1)
+    assert r.backend.sizes == ((16, 24),)
+    assert np.allclose(r.forward(np.zeros((1, 3, 13, 20), np.float32)), 1.0)  # padded to 16x24, cropped back
+
+
+@pytest.mark.parametrize("meta,match", [
+    ({artifact.SIZE_MULTIPLE: "7"}, "not a multiple of its size multiple 7"),
+    (None, "not a readable TFLite model|LiteRT cannot load it"),
+])
+def test_corrupt_models_are_refused_in_one_line(plain_tflite, tmp_path, meta, match):
+    p = tmp_path / "bad.tflite"
+    raw = plain_tflite.read_bytes()
+    p.write_bytes(artifact.write_tflite(raw, meta) if meta is not None else raw[: len(raw) // 3])
+    with pytest.raises(EngineError, match=match) as e:
+        Restorer.open(str(p), threads=1)
+    assert "\n" not in str(e.value)
+
+
+def test_metadata_round_trip_replaces_an_earlier_entry(plain_tflite):
+    raw = artifact.write_tflite(plain_tflite.read_bytes(), {"anyir_edge.name": "a"})
+    raw = artifact.write_tflite(raw, {"anyir_edge.name": "b", "anyir_edge.sizes": "16x24"})
+    assert artifact.read_tflite(raw) == {"anyir_edge.name": "b", "anyir_edge.sizes": "16x24"}
+    assert artifact.read_tflite(plain_tflite.read_bytes()) == {}
+
+
+def test_anyir_restore_runs_the_tflite(tflite, tmp_path, capsys):
+    import cv2
+
+    from anyir_edge.cli.restore import main
+
+    img = (np.random.default_rng(8).random((61, 64, 3)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "in.png"), img)
+    rc = main([str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--model", str(tflite.path), "--threads", "1",
+               "-q"])
+    assert rc == 0 and cv2.imread(str(tmp_path / "out" / "in.png")).shape == img.shape
