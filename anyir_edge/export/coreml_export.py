@@ -31,8 +31,6 @@ import numpy as np
 from .. import artifact
 from ..errors import first_line
 from .formats import ExportError
-# one --max-side range for the phone targets (anyir-export --help: --max-side)
-from .executorch_export import DEFAULT_MAX_SIDE, MAX_SIDE_LIMIT, MIN_MAX_SIDE  # noqa: F401
 
 INSTALL = "pip install anyir-edge[coreml]"
 #: coremltools' ``ct.target.iOS16``: ML programs exist from iOS 15, but the CPU deploy form of the

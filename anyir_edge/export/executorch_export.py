@@ -16,12 +16,6 @@ from .. import artifact
 from ..errors import first_line
 from .formats import ExportError
 
-#: the largest H and W a program is built for unless told (memory is planned for it: anyir-tiny
-#: needs about 0.9 GB at 512, and 4096 did not fit in 23 GB)
-DEFAULT_MAX_SIDE = 1024
-MAX_SIDE_LIMIT = 4096
-#: the smallest bound: the example input needs two different sizes of at least 2 blocks below it
-MIN_MAX_SIDE = 32
 #: ops that are bookkeeping, not compute, when counting what the delegate did not take
 _BOOKKEEPING = ("getitem", "sym_size", "executorch_call_delegate")
 

@@ -69,6 +69,24 @@ SHARED_OPTIONS: dict[str, OptionSpec] = {
 }
 
 
+#: ``--max-side`` (the phone targets with bounded H and W): the largest H and W unless told (memory
+#: is planned for it: anyir-tiny needs about 0.9 GB at 512 in ExecuTorch, and 4096 did not fit in
+#: 23 GB), its limit, and the smallest bound (the example input needs two different sizes of at
+#: least 2 blocks below it)
+DEFAULT_MAX_SIDE = 1024
+MAX_SIDE_LIMIT = 4096
+MIN_MAX_SIDE = 32
+
+
+def max_side_option(opts: dict) -> int:
+    """``--max-side`` from a target's options (default :data:`DEFAULT_MAX_SIDE`); one-line ExportError."""
+    side = opts.get("max_side")
+    side = DEFAULT_MAX_SIDE if side is None else side
+    if isinstance(side, bool) or not isinstance(side, int) or not MIN_MAX_SIDE <= side <= MAX_SIDE_LIMIT or side % 8:
+        raise ExportError(f"--max-side {side!r}: must be a multiple of 8 from {MIN_MAX_SIDE} to {MAX_SIDE_LIMIT}")
+    return side
+
+
 class Target:
     """One export target.  Subclasses set :attr:`format` and :attr:`options` and implement
     :meth:`prepare` and :meth:`build`."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..formats import ExportError, Format
-from .base import Built, Context, Target
+from .base import Built, Context, Target, max_side_option
 
 NOT_EXECUTED = ("needs macOS: Core ML runs only on Apple platforms; this certificate checks the converted program's "
                 "structure, not its output")
@@ -31,12 +31,9 @@ class CoreMLTarget(Target):
     def prepare(self, opts, fft):
         import importlib.util
 
-        from ..coreml_export import DEFAULT_MAX_SIDE, INSTALL, MAX_SIDE_LIMIT, MIN_MAX_SIDE
+        from ..coreml_export import INSTALL
 
-        side = opts.get("max_side")
-        side = DEFAULT_MAX_SIDE if side is None else side
-        if isinstance(side, bool) or not isinstance(side, int) or not MIN_MAX_SIDE <= side <= MAX_SIDE_LIMIT or side % 8:
-            raise ExportError(f"--max-side {side!r}: must be a multiple of 8 from {MIN_MAX_SIDE} to {MAX_SIDE_LIMIT}")
+        side = max_side_option(opts)
         if importlib.util.find_spec("coremltools") is None:  # found without importing it (seconds, and torch)
             raise ExportError(f"--to coreml needs coremltools: {INSTALL}")
         return CoreMLSettings(max_side=side, precision="fp16" if opts.get("half") else "fp32")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..formats import ExportError, Format
-from .base import Built, Context, Target
+from .base import Built, Context, Target, max_side_option
 
 
 @dataclass
@@ -20,12 +20,7 @@ class ExecuTorchTarget(Target):
                     ("fold", "matmul"), False,
                     "ExecuTorch program (.pte, XNNPACK) for phones; batch 1, H and W up to --max-side")
     def prepare(self, opts, fft):
-        from ..executorch_export import DEFAULT_MAX_SIDE, MAX_SIDE_LIMIT, MIN_MAX_SIDE
-
-        side = opts.get("max_side")
-        side = DEFAULT_MAX_SIDE if side is None else side
-        if isinstance(side, bool) or not isinstance(side, int) or not MIN_MAX_SIDE <= side <= MAX_SIDE_LIMIT or side % 8:
-            raise ExportError(f"--max-side {side!r}: must be a multiple of 8 from {MIN_MAX_SIDE} to {MAX_SIDE_LIMIT}")
+        side = max_side_option(opts)
         try:
             import executorch  # noqa: F401
         except ImportError:

@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 
 from ... import artifact
-from ...errors import EngineError, EngineWarning
+from ...errors import EngineError, EngineWarning, first_line
 
 META_PREFIX = artifact.PREFIX
 # Peak activation bytes per input pixel per unit of model width (float32), for auto tiling.
@@ -192,6 +192,22 @@ class Backend:
 
     def _run(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _run_each(self, x: np.ndarray, run_one, runtime: str) -> np.ndarray:
+        """``x`` image by image through ``run_one`` ((1, C, H, W) -> array), for runtimes whose
+        programs take batch 1, within the engine's size bound; a failure is one line naming ``runtime``."""
+        h, w = x.shape[-2:]
+        if self.max_side and max(h, w) > self.max_side:
+            raise EngineError(f"{self.path}: built for H and W up to {self.max_side}, got {h}x{w} (the Restorer tiles "
+                              "larger images; re-export with a larger --max-side to run them whole)")
+        out = []
+        for i in range(x.shape[0]):
+            try:
+                y = run_one(np.ascontiguousarray(x[i:i + 1]))
+            except Exception as e:
+                raise EngineError(f"{self.path}: {runtime} failed on a {h}x{w} input ({first_line(e)})") from None
+            out.append(np.array(y, dtype=np.float32, copy=True).reshape(1, x.shape[1], h, w))
+        return np.concatenate(out, axis=0)
 
     def describe(self) -> str:
         return f"{self.kind}"

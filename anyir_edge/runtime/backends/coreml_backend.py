@@ -100,18 +100,7 @@ class CoreMLBackend(Backend):
         super().__init__(path, meta)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        h, w = x.shape[-2:]
-        if self.max_side and max(h, w) > self.max_side:
-            raise EngineError(f"{self.path}: built for H and W up to {self.max_side}, got {h}x{w} (the Restorer tiles "
-                              "larger images; re-export with a larger --max-side to run them whole)")
-        out = []
-        for i in range(x.shape[0]):
-            try:
-                y = self.model.predict({self.input_name: np.ascontiguousarray(x[i:i + 1])})[self.output_name]
-            except Exception as e:
-                raise EngineError(f"{self.path}: Core ML failed on a {h}x{w} input ({first_line(e)})") from None
-            out.append(np.asarray(y, dtype=np.float32).reshape(1, x.shape[1], h, w))
-        return np.concatenate(out, axis=0)
+        return self._run_each(x, lambda one: self.model.predict({self.input_name: one})[self.output_name], "Core ML")
 
     def describe(self) -> str:
         bound = f", H and W <= {self.max_side}" if self.max_side else ""

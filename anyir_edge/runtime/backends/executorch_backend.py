@@ -88,18 +88,7 @@ class ExecuTorchBackend(Backend):
     def _run(self, x: np.ndarray) -> np.ndarray:
         import torch
 
-        h, w = x.shape[-2:]
-        if self.max_side and max(h, w) > self.max_side:
-            raise EngineError(f"{self.path}: built for H and W up to {self.max_side}, got {h}x{w} (the Restorer tiles "
-                              "larger images; re-export with a larger --max-side to run them whole)")
-        out = []
-        for i in range(x.shape[0]):
-            try:
-                y = self.method.execute([torch.from_numpy(np.ascontiguousarray(x[i:i + 1]))])[0]
-            except Exception as e:
-                raise EngineError(f"{self.path}: ExecuTorch failed on a {h}x{w} input ({first_line(e)})") from None
-            out.append(y.numpy().copy())
-        return np.concatenate(out, axis=0)
+        return self._run_each(x, lambda one: self.method.execute([torch.from_numpy(one)])[0].numpy(), "ExecuTorch")
 
     def describe(self) -> str:
         bound = f", H and W <= {self.max_side}" if self.max_side else ""

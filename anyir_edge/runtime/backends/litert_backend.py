@@ -88,14 +88,7 @@ class LiteRTBackend(Backend):
             raise EngineError(f"{self.path}: built for {artifact.format_sizes(self.sizes)} only, got {h}x{w} (the "
                               "Restorer tiles other sizes; re-export with --sizes including it to run it whole)")
         runner, name_in, name_out = entry
-        out = []
-        for i in range(x.shape[0]):
-            try:
-                y = runner(**{name_in: np.ascontiguousarray(x[i:i + 1])})[name_out]
-            except Exception as e:
-                raise EngineError(f"{self.path}: LiteRT failed on a {h}x{w} input ({first_line(e)})") from None
-            out.append(np.array(y, dtype=np.float32, copy=True))
-        return np.concatenate(out, axis=0)
+        return self._run_each(x, lambda one: runner(**{name_in: one})[name_out], "LiteRT")
 
     def describe(self) -> str:
         return f"litert (XNNPACK, {self.threads} threads, sizes {artifact.format_sizes(self.sizes)})"
