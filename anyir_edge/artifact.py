@@ -153,7 +153,11 @@ def write_tflite(model: bytes, meta: dict[str, str]) -> bytes:
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
+    model = bytes(model)
     m = schema.ModelT.InitFromPackedBuf(model, 0)
+    for b in m.buffers or []:  # data stored after the flatbuffer (offset/size): brought inside, so it survives repacking
+        if b.offset and b.offset > 1:
+            b.data, b.offset, b.size = np.frombuffer(model[b.offset:b.offset + b.size], dtype=np.uint8), 0, 0
     m.metadata = [e for e in (m.metadata or []) if e.name not in (TFLITE_METADATA_NAME, TFLITE_METADATA_NAME.encode())]
     buf = schema.BufferT()
     buf.data = np.frombuffer(encode_pte_metadata(meta), dtype=np.uint8)
@@ -175,7 +179,10 @@ def read_tflite(model: bytes) -> dict[str, str]:
         for i in range(m.MetadataLength()):
             entry = m.Metadata(i)
             if entry.Name() == TFLITE_METADATA_NAME.encode():
-                raw = m.Buffers(entry.Buffer()).DataAsNumpy()
+                buf = m.Buffers(entry.Buffer())
+                if buf.Offset() > 1:  # stored after the flatbuffer (as ai-edge-quantizer writes it)
+                    return decode_pte_metadata(bytes(model[buf.Offset():buf.Offset() + buf.Size()]))
+                raw = buf.DataAsNumpy()
                 return decode_pte_metadata(bytes(raw.tobytes()) if hasattr(raw, "tobytes") else b"")
     except EngineError:
         raise

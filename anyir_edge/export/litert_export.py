@@ -60,9 +60,35 @@ def op_report(model: bytes) -> dict:
     return {"signatures": signatures, "ops": ops, "custom_ops": custom}
 
 
-def convert(model, fft: str, sizes, meta: dict[str, str], log=lambda s: None) -> tuple[bytes, dict]:
+#: the TFLite ops whose weights ``--half`` stores in FP16 (ai-edge-quantizer's float casting:
+#: every weight-carrying op this network has)
+FP16_WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE", "FULLY_CONNECTED")
+
+
+def fp16_weights(model: bytes) -> bytes:
+    """``model`` with the weights of :data:`FP16_WEIGHT_OPS` stored in FP16 (ai-edge-quantizer's
+    float casting); the graph dequantizes them to FP32, so activations and I/O stay FP32."""
+    try:
+        from ai_edge_quantizer import qtyping, quantizer
+    except ImportError:
+        raise ExportError("--to litert --half needs ai-edge-quantizer: pip install anyir-edge[litert]") from None
+    config = qtyping.OpQuantizationConfig(
+        weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
+        compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True)
+    q = quantizer.Quantizer(model)
+    for op in FP16_WEIGHT_OPS:
+        q.update_quantization_recipe(regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
+                                     op_config=config, algorithm_key="float_casting")
+    try:
+        return bytes(q.quantize().quantized_model)
+    except Exception as e:
+        raise ExportError(f"LiteRT FP16 weight conversion failed ({first_line(e)})") from None
+
+
+def convert(model, fft: str, sizes, meta: dict[str, str], half: bool = False,
+            log=lambda s: None) -> tuple[bytes, dict]:
     """The ``.tflite`` bytes of ``model`` (a RestorationNet) with one signature per (H, W) in
-    ``sizes``, and its :func:`op_report`."""
+    ``sizes`` (``half``: FP16 weights, :func:`fp16_weights`), and its :func:`op_report`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import litert_torch
@@ -85,6 +111,10 @@ def convert(model, fft: str, sizes, meta: dict[str, str], log=lambda s: None) ->
             buf = edge.model_content()
         except Exception as e:
             raise ExportError(f"LiteRT conversion failed ({first_line(e)})") from None
+    if half:
+        log("storing the convolution and linear weights in FP16 (ai-edge-quantizer float casting) ...")
+        with quiet():
+            buf = fp16_weights(buf)
     report = op_report(buf)
     if report["custom_ops"]:
         raise ExportError(f"LiteRT conversion left custom ops a phone runtime lacks: {', '.join(report['custom_ops'])}")

@@ -44,8 +44,9 @@ def parse_sizes(text) -> tuple[tuple[int, int], ...]:
 
 
 class LiteRTTarget(Target):
-    format = Format("litert", ("tflite", "tfl"), ".tflite", frozenset({"fft", "sizes"}), ("fold", "matmul"), False,
-                    "LiteRT / TensorFlow Lite model (.tflite) for phones; batch 1, one signature per --sizes entry")
+    format = Format("litert", ("tflite", "tfl"), ".tflite", frozenset({"fft", "sizes", "half"}), ("fold", "matmul"),
+                    False, "LiteRT / TensorFlow Lite model (.tflite) for phones; batch 1, one signature per --sizes "
+                           "entry; --fp16: FP16 weights")
     options: dict[str, OptionSpec] = {
         "sizes": [(("--sizes",), dict(metavar="HxW,...", help=(
             "litert: the input sizes the .tflite runs, one signature each (litert-torch converts static shapes "
@@ -59,7 +60,10 @@ class LiteRTTarget(Target):
 
         if missing():
             raise ExportError(f"--to litert needs {' and '.join(missing())}: pip install anyir-edge[litert]")
-        return LiteRTSettings(sizes=sizes)
+        return LiteRTSettings(sizes=sizes, precision="fp16" if opts.get("half") else "fp32")
+
+    def stem_suffix(self, s: LiteRTSettings) -> str:
+        return "" if s.precision == "fp32" else f"-{s.precision}"  # never overwrites NAME.tflite
 
     def fit_inputs(self, s: LiteRTSettings, inputs: list) -> list:
         """Each parity input resized to one of the engine's sizes in turn (a few pixels short of
@@ -87,10 +91,12 @@ class LiteRTTarget(Target):
         exporter = f"litert-torch {litert_export.version('litert-torch')}"
         meta = onnx_export.metadata(net, ctx.fft, exporter, None, ctx.source)
         form = get_architecture(net).deploy_form("mobile")
-        meta.update({artifact.SIZES: artifact.format_sizes(s.sizes), artifact.DEPLOY_FORM: form})
+        meta.update({artifact.SIZES: artifact.format_sizes(s.sizes), artifact.DEPLOY_FORM: form,
+                     artifact.PRECISION: s.precision})
         sizes = ", ".join(f"{h}x{w}" for h, w in s.sizes)
-        ctx.log(f"exporting {net.name or ctx.stem} to LiteRT (fft={ctx.fft}, {form} form, sizes {sizes}) ...")
-        buf, report = litert_export.convert(net, ctx.fft, s.sizes, meta, log=ctx.log)
+        ctx.log(f"exporting {net.name or ctx.stem} to LiteRT (fft={ctx.fft}, {form} form, {s.precision}, sizes "
+                f"{sizes}) ...")
+        buf, report = litert_export.convert(net, ctx.fft, s.sizes, meta, half=s.precision == "fp16", log=ctx.log)
         out = ctx.work / f"{ctx.stem}.tflite"
         out.write_bytes(buf)
         cert_info = {"exporter": exporter, "litert": litert_export.version("ai-edge-litert"), "deploy_form": form,
@@ -98,7 +104,12 @@ class LiteRTTarget(Target):
                      "ops": report["ops"], "input_name": artifact.INPUT_NAME, "output_name": artifact.OUTPUT_NAME,
                      "input_dims": [1, net.in_channels, "H", "W"], "batch": "1 per call (the runtime runs a batch image "
                      "by image)", "sizes_rule": "an image that pads to one of sizes runs whole; others are tiled"}
-        return Built(out, [], cert_info, f"fp32, {len(s.sizes)} signature(s)")
+        if s.precision == "fp16":
+            cert_info.update(precision="fp16", gate="min PSNR over all inputs >= threshold_db (fp16)", fp16=(
+                f"weights of {', '.join(litert_export.FP16_WEIGHT_OPS)} stored in FP16 and dequantized to FP32 in the "
+                "graph; certified here with FP32 arithmetic. On ARM CPUs with FP16 arithmetic XNNPACK may compute in "
+                "FP16: not verified"))
+        return Built(out, [], cert_info, f"{s.precision}, {len(s.sizes)} signature(s)")
 
 
 TARGET = LiteRTTarget()
