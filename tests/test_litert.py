@@ -139,6 +139,8 @@ def test_a_model_without_metadata_runs_on_trust_with_a_warning(plain_tflite):
 
 @pytest.mark.parametrize("meta,match", [
     ({artifact.SIZE_MULTIPLE: "7"}, "not a multiple of its size multiple 7"),
+    ({artifact.SIZES: "32x32"}, "metadata name sizes 32x32 but its signatures take 16x24"),
+    ({artifact.SIZES: "16 by 24"}, "bad anyir_edge.sizes metadata"),
     (None, "not a readable TFLite model|LiteRT cannot load it"),
 ])
 def test_corrupt_models_are_refused_in_one_line(plain_tflite, tmp_path, meta, match):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ... import artifact
+from ...errors import EngineError
 from ..formats import ExportError, Format
 from .base import Built, Context, OptionSpec, Target
 
@@ -26,14 +27,14 @@ def parse_sizes(text) -> tuple[tuple[int, int], ...]:
     repeats; one-line :class:`ExportError` when malformed."""
     if text is None:
         return DEFAULT_SIZES
+    parts = [p if "x" in p else f"{p}x{p}" for p in str(text).replace(" ", "").lower().split(",")]
+    try:
+        listed = artifact.parse_sizes(",".join(parts))
+    except EngineError:
+        raise ExportError(f"--sizes {text!r}: expected sizes like 224,512 or 256x384 (H x W), comma-separated") from None
+    lo, hi = SIDE_LIMITS
     out: list[tuple[int, int]] = []
-    for part in str(text).replace(" ", "").lower().split(","):
-        h, sep, w = part.partition("x")
-        w = w if sep else h
-        if not (h.isdigit() and w.isdigit()):
-            raise ExportError(f"--sizes {text!r}: expected sizes like 224,512 or 256x384 (H x W), comma-separated")
-        hw = (int(h), int(w))
-        lo, hi = SIDE_LIMITS
+    for hw in listed:
         if not all(lo <= v <= hi and v % 8 == 0 for v in hw):
             raise ExportError(f"--sizes {text!r}: {hw[0]}x{hw[1]}: each side must be a multiple of 8 from {lo} to {hi}")
         if hw not in out:

@@ -80,6 +80,15 @@ class LiteRTBackend(Backend):
         if odd:
             raise EngineError(f"{path}: signature size(s) {', '.join(odd)} not a multiple of its size multiple {m}")
         self.sizes = tuple(sorted(self.runners))
+        named = meta.get(artifact.SIZES)
+        if named is not None:
+            try:
+                listed = artifact.parse_sizes(named)
+            except EngineError as e:
+                raise EngineError(f"{path}: {e}") from None
+            if sorted(set(listed)) != list(self.sizes):
+                raise EngineError(f"{path}: its metadata name sizes {named} but its signatures take "
+                                  f"{artifact.format_sizes(self.sizes)}: the file was altered after export")
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         h, w = x.shape[-2:]
