@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output folder (or file, for one input)")
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|PATH",
-                   help="shipped model name, checkpoint (.safetensors/.pth/.ckpt), .onnx, .xml or .engine "
-                        f"(default: the shipped {DEFAULT_MODEL})")
+                   help="shipped model name, checkpoint (.safetensors/.pth/.ckpt) or engine: .onnx, .xml, .engine, "
+                        f".pte, .tflite, .mlpackage (macOS) (default: the shipped {DEFAULT_MODEL})")
     from ..runtime import backends
 
     p.add_argument("--backend", default=None, choices=backends.choices(),
