@@ -99,6 +99,10 @@ def test_shipped_configs_parse():
     assert lr_at(p2, p2.start_iteration + p2.warmup) == pytest.approx(p2.lr)
     assert p2.lr < p1.lr and p2.crop > p1.crop
     assert p2.seed != p1.seed and p2.val_seed == p1.val_seed  # new samples, the same validation set
+    s2 = build_config(os.path.join(root, "anyir-tiny-cpu-ft160.yaml"))  # the student's 160 px phase
+    assert (s2.model, s2.teacher, s2.teacher_weight) == (student.model, student.teacher, student.teacher_weight)
+    assert s2.start_iteration == student.iterations and s2.tasks == student.tasks and s2.crop == p2.crop
+    assert s2.seed != student.seed and s2.val_seed == student.val_seed and s2.out != student.out
     full = build_config(os.path.join(root, "anyir-full-gpu.yaml"))  # the paper's protocol, same tasks
     assert (full.model, full.crop, full.lr, full.batch_size % 4) == ("anyir", 128, 2e-4, 0)
     assert full.tasks == p1.tasks and full.start_iteration == 0
