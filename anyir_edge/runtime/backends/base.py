@@ -116,11 +116,18 @@ def check_signature(path, inputs: list[tuple], outputs: list[tuple], metadata: d
         raise EngineError(f"{path}: its input has a fixed size ({'x'.join(str(d or '?') for d in dims)}); the "
                           "runtime pads images to the size multiple and needs dynamic H and W (anyir-export "
                           "writes them; re-export without --static)")
-    if warn and not any(k.startswith(artifact.PREFIX) for k in metadata):
+    if warn:
+        warn_untrusted(path, metadata, stacklevel=5)
+
+
+def warn_untrusted(path, metadata: dict[str, str], stacklevel: int = 4) -> None:
+    """Warn when an engine carries no anyir-edge metadata and runs on trust."""
+    if not any(k.startswith(artifact.PREFIX) for k in metadata):
         import warnings
 
         warnings.warn(f"{path}: no anyir-edge metadata: running it on trust (NCHW RGB in [0, 1], H and W padded to "
-                      "multiples of 8); export with anyir-export to get a verified engine", EngineWarning, stacklevel=4)
+                      "multiples of 8); export with anyir-export to get a verified engine", EngineWarning,
+                      stacklevel=stacklevel)
 
 
 class Backend:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ... import artifact
 from ...errors import EngineError, first_line
-from .base import Backend, check_signature, physical_cores
+from .base import Backend, check_signature, physical_cores, warn_untrusted
 
 
 def _sig(name: str, details: dict) -> tuple:
@@ -73,7 +73,7 @@ class LiteRTBackend(Backend):
             if dims[0] != 1:
                 raise EngineError(f"{path}: signature {name!r} takes a batch of {dims[0]}, the runtime feeds 1 image")
             self.runners[(dims[2], dims[3])] = (runner, next(iter(ins)), next(iter(outs)))
-        check_signature(path, [("image", "float32", None)], [("restored", "float32", None)], meta)  # warns once
+        warn_untrusted(path, meta)  # once, not per signature
         super().__init__(path, meta)
         m = self.size_multiple
         odd = [f"{h}x{w}" for h, w in self.runners if h % m or w % m]
