@@ -243,3 +243,26 @@ def test_operator_classes_and_their_flops():
     assert mod.classify_ov("Subgraph", "/n/LayerNormalization", []) == "layernorm"
     assert mod.classify_ov("Subgraph", "/a/Add,/a/Sigmoid", []) == "element-wise"
     assert mod.classify_ov("Reorder", "", []) == "layout reorder"
+
+
+def test_delegated_share_comes_from_the_engines_certificate(tmp_path):
+    """The phone engines' "delegated %" column: ExecuTorch's certificate records how many compute
+    ops XNNPACK took; an engine without that record (or with a damaged certificate) shows none."""
+    from anyir_edge.artifact import certificate_path
+
+    pte, onnx, bad = tmp_path / "m.pte", tmp_path / "m.onnx", tmp_path / "b.pte"
+    for p in (pte, onnx, bad):
+        p.write_bytes(b"x")
+    certificate_path(pte).write_text(json.dumps({"engine": pte.name, "delegation": {"delegated_share": 0.9876}}))
+    certificate_path(onnx).write_text(json.dumps({"engine": onnx.name}))
+    certificate_path(bad).write_text("{not json")
+    assert B.delegated_share(pte) == pytest.approx(0.9876)
+    assert B.delegated_share(onnx) is None and B.delegated_share(bad) is None
+    assert B.delegated_share(tmp_path / "none.pte") is None
+    base = dict(precision="fp32", size=224, status="ok", params=1e6, macs=1e9, latency_ms={"median": 10.0})
+    rows = [dict(base, backend="executorch", delegated_share=0.9876), dict(base, backend="onnxruntime")]
+    text = B.markdown(rows, None)
+    head, _, et, ort = ([c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()[:4])
+    col = head.index("delegated %")
+    assert et[col] == "98.8" and ort[col] == "-"
+    assert "delegated %" not in B.markdown([dict(base, backend="onnxruntime")], None)

@@ -46,6 +46,10 @@ def test_the_program_is_certified_on_executorchs_runtime(pte):
     assert set(report["ops_outside_delegate"]) <= {"view_copy"}
     blocks = sum(SMALL["blocks"]) + 3 + SMALL["refine_blocks"]
     assert report["partitions"] <= blocks + 1
+    # the share anyir-bench reports: the delegate's compute ops against those left outside
+    outside = sum(report["ops_outside_delegate"].values())
+    assert report["delegated_ops"] > 20 * outside
+    assert report["delegated_share"] == pytest.approx(report["delegated_ops"] / (report["delegated_ops"] + outside), abs=1e-4)
 
 
 def test_restorer_reads_the_programs_metadata_and_matches_pytorch(pte, model):

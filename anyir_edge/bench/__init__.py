@@ -39,11 +39,28 @@ STATUS = ("ok", "parity failed", "export failed", "run failed", "skipped")
 TASKS = {"denoise15": "cbsd68-15", "denoise25": "cbsd68-25", "denoise50": "cbsd68-50", "derain": "rain100l",
          "dehaze": "haze-synth", "lowlight": "lowlight-synth", "deblur": "blur-synth"}
 ROW_FIELDS = ("model", "backend", "precision", "size", "status", "reason", "artifact_mb", "params", "macs", "latency_ms",
-              "megapixels_per_s", "gflops", "peak_pct", "peak_rss_mb", "parity_psnr_db", "parity_max_abs", "quality", "engine")
+              "megapixels_per_s", "gflops", "peak_pct", "peak_rss_mb", "parity_psnr_db", "parity_max_abs", "quality", "engine",
+              "delegated_share")
 
 
 class BenchError(AnyIRError):
     pass
+
+
+def delegated_share(artifact) -> float | None:
+    """The share of compute ops a phone engine's delegate runs, from its certificate (ExecuTorch
+    records XNNPACK's partitioning at export); None where none is recorded (LiteRT applies its
+    XNNPACK delegate when the interpreter loads and does not report a share)."""
+    from ..artifact import find_certificate
+
+    cert = find_certificate(artifact) if artifact is not None else None
+    if cert is None:
+        return None
+    try:
+        share = (json.loads(cert.read_text()).get("delegation") or {}).get("delegated_share")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(share) if isinstance(share, (int, float)) and not isinstance(share, bool) else None
 
 
 def availability(backend: str, precision: str) -> str | None:
@@ -277,6 +294,7 @@ class Bench:
                 else:
                     bar.set_postfix_str(f"{backend} {precision} {size}: run")
                     row["artifact_mb"] = engine_size_mb(artifact)
+                    row["delegated_share"] = delegated_share(artifact)
                     res = self.run(backend, artifact, size, inputs[size])
                     if "error" in res:
                         row.update(status="run failed", reason=res["error"])
@@ -305,8 +323,9 @@ def markdown(rows: list[dict], env: dict | None = None) -> str:
     has_q = any(r.get("quality") for r in rows)
     many = len({r.get("model") for r in rows}) > 1
     has_peak = any(r.get("gflops") for r in rows)
+    has_deleg = any(r.get("delegated_share") is not None for r in rows)
     head = (["model"] if many else []) + ["backend", "precision", "size", "status", "MB", "params", "GMACs", "median ms", "p90 ms", "min ms",
-            "MP/s"] + (["GFLOP/s", "% GEMM peak"] if has_peak else []) + ["peak RSS MB", "parity dB", "max abs err"] + (["PSNR/SSIM vs GT"] if has_q else [])
+            "MP/s"] + (["GFLOP/s", "% GEMM peak"] if has_peak else []) + ["peak RSS MB", "parity dB", "max abs err"] + (["delegated %"] if has_deleg else []) + (["PSNR/SSIM vs GT"] if has_q else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def f(v, fmt):
@@ -321,6 +340,9 @@ def markdown(rows: list[dict], env: dict | None = None) -> str:
         if has_peak:
             cells += [f(r.get("gflops"), ".1f"), f(r.get("peak_pct"), ".0f")]
         cells += [f(r.get("peak_rss_mb"), ".0f"), f(r.get("parity_psnr_db"), ".1f"), f(r.get("parity_max_abs"), ".1e")]
+        if has_deleg:
+            share = r.get("delegated_share")
+            cells.append("-" if share is None else f"{100 * share:.1f}")
         if has_q:
             q = r.get("quality")
             cells.append(f"{q['psnr']:.2f} / {q['ssim']:.4f} ({q['set']}, n={q['n']})" if q else "-")
@@ -333,7 +355,9 @@ def markdown(rows: list[dict], env: dict | None = None) -> str:
                      "after warm-up; peak RSS: a fresh process running one engine."
                      + (f" GEMM peak {env['gemm_peak_gflops']:.1f} GFLOP/s (float32 {env.get('gemm_n', 1024)}^2 matmul, "
                         "same threads, this run); GFLOP/s = 2 x MACs / median latency."
-                        if env.get("gemm_peak_gflops") else ""))
+                        if env.get("gemm_peak_gflops") else "")
+                     + (" delegated %: compute ops inside the XNNPACK delegate, from the ExecuTorch certificate "
+                        "(LiteRT applies its delegate at load time and reports no share)." if has_deleg else ""))
     return "\n".join(lines)
 
 

@@ -27,20 +27,32 @@ def _op_name(target) -> str:
     return s.replace("aten.", "").replace(".default", "")
 
 
+def _compute_ops(graph) -> collections.Counter:
+    """Compute ops of a graph (op -> count), bookkeeping left out."""
+    ops = collections.Counter()
+    for n in graph.nodes:
+        if n.op == "call_function":
+            name = _op_name(n.target)
+            if not any(b in name for b in _BOOKKEEPING) and not name.startswith("<built-in"):
+                ops[name] += 1
+    return ops
+
+
 def delegation_report(graph_module) -> dict:
-    """How much of the lowered graph XNNPACK took: delegate partitions and the compute ops left
-    on ExecuTorch's portable kernels (op -> count)."""
-    outside = collections.Counter()
-    partitions = 0
-    for n in graph_module.graph.nodes:
-        if n.op != "call_function":
-            continue
-        name = _op_name(n.target)
-        if "executorch_call_delegate" in name:
-            partitions += 1
-        elif not any(b in name for b in _BOOKKEEPING) and not name.startswith("<built-in"):
-            outside[name] += 1
-    return {"delegate": "XnnpackPartitioner", "partitions": partitions,
+    """How much of the lowered graph XNNPACK took: delegate partitions, the compute ops inside
+    them, and the compute ops left on ExecuTorch's portable kernels (op -> count);
+    ``delegated_share`` = delegated / all compute ops."""
+    partitions = sum(1 for n in graph_module.graph.nodes
+                     if n.op == "call_function" and "executorch_call_delegate" in _op_name(n.target))
+    outside = _compute_ops(graph_module.graph)
+    inside = 0
+    for _, sub in graph_module.named_children():
+        program = getattr(sub, "original_module", None)  # a LoweredBackendModule: the program it took
+        if program is not None:
+            inside += sum(_compute_ops(program.graph).values())
+    total = inside + sum(outside.values())
+    return {"delegate": "XnnpackPartitioner", "partitions": partitions, "delegated_ops": inside,
+            "delegated_share": round(inside / total, 4) if total else None,
             "ops_outside_delegate": dict(sorted(outside.items())), "ops_outside_count": sum(outside.values())}
 
 

@@ -50,7 +50,8 @@ class ExecuTorchTarget(Target):
         out = ctx.work / f"{ctx.stem}.pte"
         out.write_bytes(buf)
         outside = report["ops_outside_count"]
-        ctx.log(f"XNNPACK took the graph in {report['partitions']} partition(s); {outside} op(s) left on portable "
+        ctx.log(f"XNNPACK took {report['delegated_ops']} op(s) in {report['partitions']} partition(s); {outside} op(s) "
+                "left on portable "
                 f"kernels{': ' + ', '.join(f'{k} x{v}' for k, v in report['ops_outside_delegate'].items()) if outside else ''}")
         m = net.size_multiple
         cert_info = {"exporter": exporter, "executorch": et_version, "max_side": s.max_side, "deploy_form": form,
