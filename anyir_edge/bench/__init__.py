@@ -275,11 +275,12 @@ class Bench:
         bar = tqdm(total=len(grid) * len(s.sizes), desc="anyir-bench", disable=not self.progress, leave=False)
         for backend, precision in grid:
             skip = availability(backend, precision)
-            artifact, err = None, None
+            artifact, err, share = None, None, None
             if skip is None:
                 bar.set_postfix_str(f"{backend} {precision}: export")
                 try:
                     artifact = self.artifact_for(backend, precision)
+                    share = delegated_share(artifact)
                 except ParityError as e:  # the gate it missed; the rejected engine's temporary path means nothing here
                     err = f"{e.failure}: engine rejected" if e.failure else first_line(e)
                 except Exception as e:  # reported as a status
@@ -294,7 +295,7 @@ class Bench:
                 else:
                     bar.set_postfix_str(f"{backend} {precision} {size}: run")
                     row["artifact_mb"] = engine_size_mb(artifact)
-                    row["delegated_share"] = delegated_share(artifact)
+                    row["delegated_share"] = share
                     res = self.run(backend, artifact, size, inputs[size])
                     if "error" in res:
                         row.update(status="run failed", reason=res["error"])
