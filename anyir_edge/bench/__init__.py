@@ -53,7 +53,7 @@ def delegated_share(artifact) -> float | None:
     XNNPACK delegate when the interpreter loads and does not report a share)."""
     from ..artifact import find_certificate
 
-    cert = find_certificate(artifact) if artifact is not None else None
+    cert = find_certificate(artifact)
     if cert is None:
         return None
     try:
