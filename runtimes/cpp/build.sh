@@ -7,10 +7,11 @@
 #  1. Tools: cmake, g++, make and libstb-dev (stb_image for the example app's PNG IO).
 #     Missing ones are installed with `apt-get install -y` when running as root; otherwise it
 #     stops and prints the apt command.
-#  2. ONNX Runtime C++ headers: Debian trixie's libonnxruntime-dev (1.21), fetched with
+#  2. ONNX Runtime C++ headers: Debian trixie's libonnxruntime-dev (1.21): the pinned .deb from
+#     deb.debian.org's pool, checked against its SHA-256; if that fails (trixie moved on), with
 #     `apt-get download` through a private apt configuration (a trixie .sources file and lists/
 #     cache directories under third_party/apt; the system's apt sources and state are not
-#     touched) and unpacked with `dpkg -x`.  Skipped when ORT_INCLUDE_DIR is set.
+#     touched).  Unpacked with `dpkg -x`.  Skipped when ORT_INCLUDE_DIR is set.
 #  3. ONNX Runtime library: libonnxruntime.so.1.* from the active Python's `onnxruntime` wheel
 #     (symlinked as third_party/onnxruntime/lib/libonnxruntime.so.1).  The headers' C API
 #     version (ORT_API_VERSION 21) is older than the wheel's, which ORT supports (the runtime
@@ -22,7 +23,8 @@
 #     built without it if the wheel is not installed.
 #
 # Environment: PYTHON (default: the project's .venv/bin/python, else python3), BUILD_DIR,
-# JOBS (default 2), ORT_INCLUDE_DIR, ANYIR_WITH_OPENVINO=0 to skip OpenVINO, ANYIR_WITH_EXECUTORCH=0 to
+# JOBS (default 2), BUILD_TYPE (CMake's; default Release; the tests use None: no optimisation,
+# a faster compile, the same results), ORT_INCLUDE_DIR, ANYIR_WITH_OPENVINO=0 to skip OpenVINO, ANYIR_WITH_EXECUTORCH=0 to
 # skip ExecuTorch.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,6 +32,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 TP="$HERE/third_party"
 BUILD_DIR="${BUILD_DIR:-$HERE/build}"
 JOBS="${JOBS:-2}"
+BUILD_TYPE="${BUILD_TYPE:-Release}"
 if [[ -z "${PYTHON:-}" ]]; then
   if [[ -x "$ROOT/.venv/bin/python" ]]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
 fi
@@ -56,8 +59,31 @@ fi
 
 # ---------------------------------------------------------------- 2. ONNX Runtime headers
 ORT_PKG=libonnxruntime-dev
+ORT_DEB_URL="http://deb.debian.org/debian/pool/main/o/onnxruntime/libonnxruntime-dev_1.21.0%2Bdfsg-1_amd64.deb"
+ORT_DEB_SHA256=14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08
 if [[ -z "${ORT_INCLUDE_DIR:-}" ]]; then
   ORT_INCLUDE_DIR="$TP/trixie-root/usr/include/onnxruntime"
+  # the pinned trixie package, fetched straight from the pool and checked against its SHA-256 (a
+  # second; the apt index below costs ~2 minutes of downloads and is the fallback when trixie
+  # has moved on)
+  if [[ ! -f "$ORT_INCLUDE_DIR/onnxruntime_cxx_api.h" ]]; then
+    mkdir -p "$TP/debs"
+    deb="$TP/debs/$(basename "${ORT_DEB_URL//%2B/+}")"
+    if "$PYTHON" - "$ORT_DEB_URL" "$deb" "$ORT_DEB_SHA256" <<'PY' 2>/dev/null
+import hashlib, sys, urllib.request
+url, dest, want = sys.argv[1:]
+data = urllib.request.urlopen(url, timeout=60).read()
+if hashlib.sha256(data).hexdigest() != want:
+    sys.exit(1)
+open(dest, "wb").write(data)
+PY
+    then
+      dpkg -x "$deb" "$TP/trixie-root"
+      say "unpacked $(basename "$deb") (pinned, SHA-256 checked)"
+    else
+      say "the pinned $(basename "$deb") is not on deb.debian.org any more (or differs): using trixie's apt index"
+    fi
+  fi
   if [[ ! -f "$ORT_INCLUDE_DIR/onnxruntime_cxx_api.h" ]]; then
     APT="$TP/apt"
     mkdir -p "$APT/sources.d" "$APT/lists/partial" "$APT/cache/archives/partial" "$TP/debs"
@@ -132,7 +158,7 @@ fi
 
 # ---------------------------------------------------------------- 5. configure + build
 mkdir -p "$BUILD_DIR"
-cmake -S "$HERE" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
+cmake -S "$HERE" -B "$BUILD_DIR" "-DCMAKE_BUILD_TYPE=$BUILD_TYPE" \
   "-DORT_INCLUDE_DIR=$ORT_INCLUDE_DIR" "-DORT_LIBRARY=$TP/onnxruntime/lib/libonnxruntime.so.1" \
   "${OV_ARGS[@]}" "${ET_ARGS[@]}" ${TENSORRT_ROOT:+"-DTENSORRT_ROOT=$TENSORRT_ROOT"} >"$BUILD_DIR/configure.log" 2>&1 \
   || { cat "$BUILD_DIR/configure.log" >&2; die "cmake configure failed"; }
