@@ -16,11 +16,13 @@ crops back).  Its metadata are string pairs ``anyir_edge.<key>``, stored
   object), because a serialized engine holds no user metadata;
 * in an ExecuTorch ``.pte`` as the constant method :data:`PTE_METADATA_METHOD`, which returns
   the JSON object of the pairs as a uint8 tensor (:func:`encode_pte_metadata`), so the C++
-  runtime on a phone reads them with the same ``Module::execute`` call as the model;
+  runtime on a phone reads them with the same ``Module::execute`` call as the model; a
+  program built for bounded dynamic H and W (:data:`MAX_SIDE`) has one method ``forward``, one
+  built for fixed sizes (:data:`SIZES`) one method per size (:func:`sized_entry_name`);
 * in a LiteRT ``.tflite`` as the model's metadata entry :data:`TFLITE_METADATA_NAME` (a buffer
   holding the same JSON), which every TFLite flatbuffer reader can list; an engine built for
   fixed sizes names them in :data:`SIZES` and has one signature per size
-  (:func:`tflite_signature_name`);
+  (:func:`sized_entry_name`);
 * in a Core ML package (``.mlpackage``, a folder: :data:`BUNDLE_SUFFIXES`) as the model's
   ``user_defined_metadata`` (the spec's ``description.metadata.userDefined``), full key names.
 """
@@ -66,11 +68,12 @@ PRECISION = key("precision")
 INT8_WEIGHT_BITS = key("int8_weight_bits")
 MAX_SIDE = key("max_side")        # programs with bounded dynamic shapes (ExecuTorch): largest H and W
 DEPLOY_FORM = key("deploy_form")  # "cpu" or "mobile" (anyir_edge.models.base.Architecture.deploy_copy)
-SIZES = key("sizes")              # engines built for fixed sizes (LiteRT): "HxW,HxW" (padded sizes)
+SIZES = key("sizes")              # engines built for fixed sizes (LiteRT, ExecuTorch --sizes): "HxW,HxW" (padded)
 
 #: what a runtime reads to run an engine; the C++ runtime reads exactly these
 #: (``runtimes/cpp/src/metadata_keys.hpp``) and both fall back to them for an IR without its section
-RUNTIME_KEYS = (NAME, ARCH, CONFIG, LAYOUT, SIZE_MULTIPLE, FFT, PRECISION, INT8_WEIGHT_BITS, VERSION, MAX_SIDE)
+RUNTIME_KEYS = (NAME, ARCH, CONFIG, LAYOUT, SIZE_MULTIPLE, FFT, PRECISION, INT8_WEIGHT_BITS, VERSION, MAX_SIDE,
+                SIZES)
 
 PAD_RULE = ("bottom/right to a multiple of size_multiple, rows first then columns; reflect, "
             "edge-replicate a side not longer than its pad (anyir_edge.models.base.pad_to_multiple)")
@@ -141,8 +144,9 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     return out
 
 
-def tflite_signature_name(h: int, w: int) -> str:
-    """The signature that runs an H x W input in a fixed-size ``.tflite``."""
+def sized_entry_name(h: int, w: int) -> str:
+    """The entry that runs an H x W input in an engine built for fixed sizes (:data:`SIZES`):
+    a ``.tflite``'s signature, a ``.pte``'s method."""
     return f"restore_{h}x{w}"
 
 

@@ -1,6 +1,8 @@
 """``anyir-export --to executorch`` (issue #22): a ``.pte`` with the XNNPACK delegate, certified on
 ExecuTorch's own runtime, opened by ``Restorer`` like every engine (metadata from the program's
 constant method, batch image by image, tiles where the image exceeds the size it was built for).
+With ``--sizes`` the program has one static method per size instead, and the Restorer runs an
+image whole only at those sizes.
 
 Runs where ExecuTorch is installed (``pip install anyir-edge[executorch]``; CI installs it).  The
 network is a small AnyIR (dim 8, one block per level; ``small_pte`` in conftest.py) so lowering
@@ -19,7 +21,7 @@ from anyir_edge.export import ExportError, export  # noqa: E402
 from anyir_edge.runtime import Restorer  # noqa: E402
 from anyir_edge.runtime.errors import ImageError  # noqa: E402
 
-from conftest import SMALL_ANYIR, SMALL_PTE_MAX_SIDE, perturbed  # noqa: E402
+from conftest import SMALL_ANYIR, SMALL_PTE_MAX_SIDE, SMALL_PTE_SIZES, perturbed  # noqa: E402
 
 MAX_SIDE = SMALL_PTE_MAX_SIDE
 SMALL = SMALL_ANYIR
@@ -83,7 +85,70 @@ def test_images_larger_than_the_program_are_tiled(pte, model):
     assert 10 * np.log10(1 / np.mean((out - want) ** 2)) > 60
 
 
+SIZES = SMALL_PTE_SIZES
+
+
+@pytest.fixture(scope="module")
+def sized_pte(small_pte_sized):
+    return small_pte_sized
+
+
+def _weights(path):
+    """(entries, bytes) of a program's named data: the delegate's weights, stored once per content."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    named = deserialize_pte_binary(path.read_bytes()).named_data
+    return len(named.pte_data), sum(len(b) for b in named.buffers)
+
+
+def test_a_program_built_for_sizes_has_one_static_method_each(sized_pte, pte):
+    from executorch.runtime import Runtime
+
+    from anyir_edge import artifact
+
+    cert = json.loads(sized_pte.certificate_path.read_text())
+    assert cert["passed"] and cert["summary"]["psnr_min"] >= 60 and "max_side" not in cert
+    assert cert["sizes"] == ["32x32", "24x40"] and cert["methods"] == ["restore_32x32", "restore_24x40"]
+    # the parity inputs were fitted to the sizes, some a few pixels short (padded back by the runtime)
+    sizes = [tuple(r["size"]) for r in cert["inputs"]]
+    assert len(sizes) == 3 and all(h <= 32 and w <= 40 for h, w in sizes) and sizes[0] in SIZES and sizes[1] not in SIZES
+    # static shapes: XNNPACK takes the whole graph, the reshapes the dynamic program leaves outside too
+    report = cert["delegation"]
+    assert report["ops_outside_count"] == 0 and report["delegated_share"] == 1.0 and report["partitions"] == 2
+    program = Runtime.get().load_program(str(sized_pte.path))
+    assert set(program.method_names) == {"restore_32x32", "restore_24x40", artifact.PTE_METADATA_METHOD}
+    # the two methods share one copy of the weights: exactly those of the one-method dynamic program
+    entries, size = _weights(sized_pte.path)
+    assert entries > 50 and (entries, size) == _weights(pte.path)
+
+
+def test_the_restorer_runs_an_image_whole_at_a_built_size_and_tiles_others(sized_pte, model):
+    rng = np.random.default_rng(8)
+    with Restorer.open(str(sized_pte.path), threads=1) as r:
+        assert r.backend.sizes == ((24, 40), (32, 32)) and r.backend.max_side is None
+        assert "sizes 24x40,32x32" in r.backend.describe()
+        small = rng.random((22, 37, 3), dtype=np.float32)  # pads to 24x40: one whole run
+        assert r.plan_tile(22, 37) == (0, r.overlap)
+        big = rng.random((70, 50, 3), dtype=np.float32)    # tiles of the square size
+        tile, overlap = r.plan_tile(70, 50)
+        assert tile == 32 and 0 < overlap <= 8
+        outs = [r.restore(small), r.restore(big)]
+        with pytest.raises(EngineError, match=r"built for 24x40,32x32 only, got 40x40"):
+            r.backend.run(np.zeros((1, 3, 40, 40), np.float32))
+        with pytest.raises(ImageError, match="does not pad to a size"):
+            r.restore(big, tile=0)
+    with Restorer.open(model, tile=0) as ref:
+        want_small = ref.restore(small)
+    with Restorer.open(model, tile=tile, overlap=overlap) as ref:  # the same tiles on PyTorch
+        want_big = ref.restore(big)
+    for out, want in zip(outs, (want_small, want_big)):
+        assert out.shape == want.shape and 10 * np.log10(1 / np.mean((out - want) ** 2)) > 60
+
+
 @pytest.mark.parametrize("opts,match", [
+    ({"sizes": "32", "max_side": 64}, "exclude each other"),
+    ({"sizes": "30"}, "multiple of 8"),
+    ({"sizes": "big"}, "expected sizes like"),
     ({"max_side": 30}, "multiple of 8"),
     ({"max_side": 8192}, "multiple of 8 from 32"),
     ({"max_side": 24}, "from 32 to"),
@@ -95,8 +160,9 @@ def test_bad_options_are_refused_before_any_work(tmp_path, opts, match):
     assert not list(tmp_path.iterdir())
 
 
-def _foreign_program(path, module, shape, meta: dict | None):
-    """A .pte of ``module`` (not from anyir-export), with ``meta`` as its metadata method if given."""
+def _foreign_program(path, module, shape, meta: dict | None, methods: dict | None = None):
+    """A .pte of ``module`` (not from anyir-export), with ``meta`` as its metadata method if given;
+    ``methods``: {method name: input shape} instead of one ``forward`` of ``shape``."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
     from torch.export import export as torch_export
@@ -106,8 +172,9 @@ def _foreign_program(path, module, shape, meta: dict | None):
     const = {}
     if meta is not None:
         const[artifact.PTE_METADATA_METHOD] = torch.tensor(list(artifact.encode_pte_metadata(meta)), dtype=torch.uint8)
-    ep = torch_export(module.eval(), (torch.rand(*shape),))
-    edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()], constant_methods=const)
+    programs = {name: torch_export(module.eval(), (torch.rand(*dims),))
+                for name, dims in (methods or {"forward": shape}).items()}
+    edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()], constant_methods=const)
     path.write_bytes(edge.to_executorch().buffer)
     return path
 
@@ -123,6 +190,21 @@ class _AddOne(torch.nn.Module):
 ])
 def test_foreign_or_corrupt_programs_are_refused_in_one_line(tmp_path, shape, meta, match):
     p = _foreign_program(tmp_path / "foreign.pte", _AddOne(), shape, meta)
+    with pytest.raises(EngineError, match=match) as e:
+        Restorer.open(str(p), threads=1)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("methods,meta,match", [
+    # its metadata name a size it has no method for: altered after export
+    ({"restore_16x16": (1, 3, 16, 16), "restore_16x24": (1, 3, 16, 24)}, {"anyir_edge.sizes": "16x16"},
+     "metadata name sizes 16x16 but its methods take 16x16,16x24"),
+    ({"restore_16x16": (1, 3, 16, 16), "restore_12x12": (1, 3, 12, 12)}, {}, "12x12, not a multiple"),
+    ({"restore_16x16": (2, 3, 16, 16)}, {}, "batch of 2"),
+    ({"restore_16x16": (1, 4, 16, 16)}, {}, "channels"),
+])
+def test_corrupt_programs_built_for_sizes_are_refused_in_one_line(tmp_path, methods, meta, match):
+    p = _foreign_program(tmp_path / "sized.pte", _AddOne(), None, meta, methods=methods)
     with pytest.raises(EngineError, match=match) as e:
         Restorer.open(str(p), threads=1)
     assert "\n" not in str(e.value)

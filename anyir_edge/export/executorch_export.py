@@ -1,10 +1,13 @@
 """PyTorch -> ExecuTorch (``.pte``, XNNPACK delegate) for phones.
 
-The network is traced in its architecture's *mobile* deploy form with ``torch.export``
-(:func:`anyir_edge.export.mobile_export.bounded_export`: batch 1, H and W dynamic multiples of
-the size multiple up to ``max_side``; ExecuTorch plans its memory for that bound), lowered with :class:`XnnpackPartitioner`, and written with the
-engine contract's metadata as the program's constant method
-:data:`anyir_edge.artifact.PTE_METADATA_METHOD`.
+The network is traced in its architecture's *mobile* deploy form with ``torch.export``, batch
+1, either as one method ``forward`` with H and W dynamic multiples of the size multiple up to
+``max_side`` (:func:`anyir_edge.export.mobile_export.bounded_export`; ExecuTorch plans its
+memory for that bound) or as one static method per size
+(:func:`~anyir_edge.export.mobile_export.static_exports`, named
+:func:`anyir_edge.artifact.sized_entry_name`; the methods share one copy of the weights).  It
+is lowered with :class:`XnnpackPartitioner` and written with the engine contract's metadata as
+the program's constant method :data:`anyir_edge.artifact.PTE_METADATA_METHOD`.
 """
 from __future__ import annotations
 
@@ -38,41 +41,50 @@ def _compute_ops(graph) -> collections.Counter:
     return ops
 
 
-def delegation_report(graph_module) -> dict:
-    """How much of the lowered graph XNNPACK took: delegate partitions, the compute ops inside
-    them, and the compute ops left on ExecuTorch's portable kernels (op -> count);
-    ``delegated_share`` = delegated / all compute ops."""
-    partitions = sum(1 for n in graph_module.graph.nodes
-                     if n.op == "call_function" and "executorch_call_delegate" in _op_name(n.target))
-    outside = _compute_ops(graph_module.graph)
-    inside = 0
-    for _, sub in graph_module.named_children():
-        program = getattr(sub, "original_module", None)  # a LoweredBackendModule: the program it took
-        if program is not None:
-            inside += sum(_compute_ops(program.graph).values())
+def delegation_report(graph_modules) -> dict:
+    """How much of the lowered graph(s) XNNPACK took (one graph module, or several: a program's
+    methods, summed): delegate partitions, the compute ops inside them, and the compute ops left
+    on ExecuTorch's portable kernels (op -> count); ``delegated_share`` = delegated / all compute ops."""
+    if not isinstance(graph_modules, (list, tuple)):
+        graph_modules = [graph_modules]
+    partitions, inside, outside = 0, 0, collections.Counter()
+    for gm in graph_modules:
+        partitions += sum(1 for n in gm.graph.nodes
+                          if n.op == "call_function" and "executorch_call_delegate" in _op_name(n.target))
+        outside += _compute_ops(gm.graph)
+        for _, sub in gm.named_children():
+            program = getattr(sub, "original_module", None)  # a LoweredBackendModule: the program it took
+            if program is not None:
+                inside += sum(_compute_ops(program.graph).values())
     total = inside + sum(outside.values())
     return {"delegate": "XnnpackPartitioner", "partitions": partitions, "delegated_ops": inside,
             "delegated_share": round(inside / total, 4) if total else None,
             "ops_outside_delegate": dict(sorted(outside.items())), "ops_outside_count": sum(outside.values())}
 
 
-def lower(model, fft: str, max_side: int, meta: dict[str, str], log=lambda s: None) -> tuple[bytes, dict]:
-    """The ``.pte`` bytes of ``model`` (a RestorationNet) and its delegation report."""
+def lower(model, fft: str, meta: dict[str, str], max_side: int | None = None, sizes=None,
+          log=lambda s: None) -> tuple[bytes, dict]:
+    """The ``.pte`` bytes of ``model`` (a RestorationNet) and its delegation report: one dynamic
+    method up to ``max_side``, or one static method per (H, W) of ``sizes``."""
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
     except ImportError:
         raise ExportError("--to executorch needs ExecuTorch: pip install anyir-edge[executorch]") from None
-    from .mobile_export import bounded_export, quiet
+    from .mobile_export import bounded_export, quiet, static_exports
 
-    ep, form = bounded_export(model, fft, max_side, log=log)
+    if sizes:
+        programs, form = static_exports(model, fft, sizes, log=log)
+    else:
+        ep, form = bounded_export(model, fft, max_side, log=log)
+        programs = {"forward": ep}
     meta_tensor = torch.tensor(list(artifact.encode_pte_metadata(meta)), dtype=torch.uint8)
     with quiet():
-        log("lowering to XNNPACK (minutes for a large network) ...")
+        log(f"lowering {len(programs)} method(s) to XNNPACK (minutes for a large network) ...")
         try:
-            edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()],
+            edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()],
                                                constant_methods={artifact.PTE_METADATA_METHOD: meta_tensor})
-            report = delegation_report(edge.exported_program().graph_module)
+            report = delegation_report([edge.exported_program(name).graph_module for name in programs])
             buf = edge.to_executorch().buffer
         except Exception as e:
             raise ExportError(f"ExecuTorch lowering failed ({first_line(e)})") from None

@@ -2,7 +2,7 @@
 
 litert-torch converts static shapes only, so the network (its architecture's *mobile* deploy
 form, :func:`anyir_edge.export.mobile_export.mobile_module`, batch 1) is converted once per
-size into one signature each (:func:`anyir_edge.artifact.tflite_signature_name`); the weights
+size into one signature each (:func:`anyir_edge.artifact.sized_entry_name`); the weights
 are shared between them.  The engine contract's metadata are written into the flatbuffer
 (:func:`anyir_edge.artifact.write_tflite`).
 """
@@ -103,7 +103,7 @@ def convert(model, fft: str, sizes, meta: dict[str, str], half: bool = False,
     conv = litert_torch
     for h, w in sizes:
         x = torch.rand(1, model.in_channels, h, w)
-        conv = conv.signature(artifact.tflite_signature_name(h, w), module, (x,))
+        conv = conv.signature(artifact.sized_entry_name(h, w), module, (x,))
     log(f"converting the {form} form with litert-torch ({len(sizes)} signature(s); about a minute each) ...")
     with quiet():
         try:

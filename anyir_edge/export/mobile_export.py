@@ -1,7 +1,7 @@
 """What the phone targets (ExecuTorch, LiteRT, Core ML) trace: the architecture's *mobile*
 deploy form (:meth:`anyir_edge.models.base.Architecture.deploy_copy`) without its padding,
-batch 1, and for the targets with bounded dynamic shapes its ``torch.export`` program (H and W
-multiples of the size multiple up to ``max_side``)."""
+batch 1, and its ``torch.export`` programs: one with bounded dynamic shapes (H and W multiples
+of the size multiple up to ``max_side``) or one per static size."""
 from __future__ import annotations
 
 import contextlib
@@ -44,6 +44,25 @@ def bounded_export(model, fft: str, max_side: int, log=lambda s: None):
             return export(module, (x,), dynamic_shapes=shapes), form
         except Exception as e:
             raise ExportError(f"torch.export failed ({first_line(e)})") from None
+
+
+def static_exports(model, fft: str, sizes, log=lambda s: None) -> tuple[dict, str]:
+    """({:func:`anyir_edge.artifact.sized_entry_name`: ``torch.export`` program of
+    :func:`mobile_module` at that (H, W)} for each of ``sizes``, deploy form's name)."""
+    from torch.export import export
+
+    from .. import artifact
+
+    module, form = mobile_module(model, fft)
+    log(f"tracing the {form} form with torch.export at {len(sizes)} static size(s) ...")
+    programs = {}
+    with quiet():
+        for h, w in sizes:
+            try:
+                programs[artifact.sized_entry_name(h, w)] = export(module, (torch.rand(1, model.in_channels, h, w),))
+            except Exception as e:
+                raise ExportError(f"torch.export failed at {h}x{w} ({first_line(e)})") from None
+    return programs, form
 
 
 @contextlib.contextmanager

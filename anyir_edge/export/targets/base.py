@@ -66,6 +66,11 @@ SHARED_OPTIONS: dict[str, OptionSpec] = {
         "executorch, coreml: the largest H and W the program takes (a multiple of 8, 32-4096; default 1024). "
         "ExecuTorch plans memory for it (anyir-tiny: ~0.9 GB at 512); Core ML takes H and W from 8 to it (the "
         "input's size range); the runtime tiles larger images")))],
+    "sizes": [(("--sizes",), dict(metavar="HxW,...", help=(
+        "litert, executorch: the input sizes the engine runs, one signature (litert) or method (executorch) each, "
+        "converted with static shapes: squares as 512 or H x W as 256x384, multiples of 8, comma-separated "
+        "(litert default 224,512; executorch default: none, one program for any H and W up to --max-side). An "
+        "image that pads to one of them runs whole; others are tiled with the largest square that fits")))],
 }
 
 
@@ -85,6 +90,58 @@ def max_side_option(opts: dict) -> int:
     if isinstance(side, bool) or not isinstance(side, int) or not MIN_MAX_SIDE <= side <= MAX_SIDE_LIMIT or side % 8:
         raise ExportError(f"--max-side {side!r}: must be a multiple of 8 from {MIN_MAX_SIDE} to {MAX_SIDE_LIMIT}")
     return side
+
+
+#: ``--sizes``: at most this many (each is converted separately), each side within these limits
+MAX_SIZES = 8
+SIDE_LIMITS = (16, 4096)
+
+
+def sizes_option(text) -> tuple[tuple[int, int], ...] | None:
+    """``--sizes`` ("224,512", "256x384,512") as ((H, W), ...) in the order given, without
+    repeats (None when not given); one-line :class:`ExportError` when malformed."""
+    from ... import artifact
+    from ...errors import EngineError
+
+    if text is None:
+        return None
+    parts = [p if "x" in p else f"{p}x{p}" for p in str(text).replace(" ", "").lower().split(",")]
+    try:
+        listed = artifact.parse_sizes(",".join(parts))
+    except EngineError:
+        raise ExportError(f"--sizes {text!r}: expected sizes like 224,512 or 256x384 (H x W), comma-separated") from None
+    lo, hi = SIDE_LIMITS
+    out: list[tuple[int, int]] = []
+    for hw in listed:
+        if not all(lo <= v <= hi and v % 8 == 0 for v in hw):
+            raise ExportError(f"--sizes {text!r}: {hw[0]}x{hw[1]}: each side must be a multiple of 8 from {lo} to {hi}")
+        if hw not in out:
+            out.append(hw)
+    if len(out) > MAX_SIZES:
+        raise ExportError(f"--sizes {text!r}: at most {MAX_SIZES} sizes (each is converted separately)")
+    return tuple(out)
+
+
+def check_sizes_fit(sizes, size_multiple: int) -> None:
+    """One-line :class:`ExportError` when a size of ``--sizes`` is not a multiple of the model's."""
+    odd = [f"{h}x{w}" for h, w in sizes if h % size_multiple or w % size_multiple]
+    if odd:
+        raise ExportError(f"--sizes: {', '.join(odd)} not a multiple of the model's size multiple {size_multiple}")
+
+
+def fit_to_sizes(sizes, inputs: list) -> list:
+    """Each parity input resized to one of ``sizes`` in turn (a few pixels short of it in some,
+    so the runtime's padding is checked too): what an engine built for fixed sizes runs whole."""
+    import cv2
+
+    out = []
+    for i, (name, deg, seed, img) in enumerate(inputs):
+        h, w = sizes[i % len(sizes)]
+        fh, fw = h - i % 4, w - 3 * i % 4  # less than the size multiple short: padded back to (h, w)
+        shrink = img.shape[0] > fh and img.shape[1] > fw
+        fitted = cv2.resize(img, (fw, fh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+        out.append((f"{name}@{fh}x{fw}", deg, seed, fitted.astype(img.dtype, copy=False)))
+    return out
 
 
 class Target:

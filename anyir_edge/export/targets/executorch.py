@@ -1,40 +1,54 @@
 """``--to executorch``: an ExecuTorch program (``.pte``) with the XNNPACK delegate, for phones
 (:mod:`anyir_edge.export.executorch_export`): the architecture's mobile deploy form, batch 1,
-H and W up to ``--max-side``; verified here on ExecuTorch's own runtime like every engine."""
+either one ``forward`` method for any H and W up to ``--max-side`` (bounded dynamic shapes, the
+default) or, with ``--sizes``, one static-shape method per size (what INT8 needs, and XNNPACK
+takes the whole graph); verified here on ExecuTorch's own runtime like every engine."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..formats import ExportError, Format
-from .base import Built, Context, Target, max_side_option
+from .base import Built, Context, Target, check_sizes_fit, fit_to_sizes, max_side_option, sizes_option
 
 
 @dataclass
 class ExecuTorchSettings:
-    max_side: int
+    max_side: int | None                               # bounded dynamic H and W (None with sizes)
+    sizes: tuple[tuple[int, int], ...] | None = None   # static methods, one per (H, W)
     precision: str = "fp32"
 
 
 class ExecuTorchTarget(Target):
-    format = Format("executorch", ("et", "pte", "xnnpack"), ".pte", frozenset({"fft", "max_side"}),
+    format = Format("executorch", ("et", "pte", "xnnpack"), ".pte", frozenset({"fft", "max_side", "sizes"}),
                     ("fold", "matmul"), False,
-                    "ExecuTorch program (.pte, XNNPACK) for phones; batch 1, H and W up to --max-side")
+                    "ExecuTorch program (.pte, XNNPACK) for phones; batch 1, H and W up to --max-side, or one "
+                    "method per --sizes entry")
+
     def prepare(self, opts, fft):
-        side = max_side_option(opts)
+        sizes = sizes_option(opts.get("sizes"))
+        if sizes and opts.get("max_side") is not None:
+            raise ExportError("--sizes and --max-side exclude each other: --sizes builds one static method per size, "
+                              "--max-side one method for any H and W up to it")
+        side = None if sizes else max_side_option(opts)
         try:
             import executorch  # noqa: F401
         except ImportError:
             raise ExportError("--to executorch needs ExecuTorch: pip install anyir-edge[executorch]") from None
-        return ExecuTorchSettings(max_side=side)
+        return ExecuTorchSettings(max_side=side, sizes=sizes)
+
+    def fit_inputs(self, s: ExecuTorchSettings, inputs: list) -> list:
+        return fit_to_sizes(s.sizes, inputs) if s.sizes else inputs  # static methods run only their sizes
 
     def build(self, ctx: Context, s: ExecuTorchSettings) -> Built:
         from ... import artifact
         from .. import executorch_export, onnx_export
 
         net = ctx.net
-        if s.max_side % net.size_multiple:
-            raise ExportError(f"--max-side {s.max_side}: must be a multiple of the model's size multiple "
-                              f"{net.size_multiple}")
+        m = net.size_multiple
+        if s.sizes:
+            check_sizes_fit(s.sizes, m)
+        elif s.max_side % m:
+            raise ExportError(f"--max-side {s.max_side}: must be a multiple of the model's size multiple {m}")
         from importlib.metadata import version
 
         et_version = version("executorch")
@@ -43,22 +57,33 @@ class ExecuTorchTarget(Target):
         from ...models import get_architecture
 
         form = get_architecture(net).deploy_form("mobile")
-        meta.update({artifact.MAX_SIDE: str(s.max_side), artifact.DEPLOY_FORM: form})
-        ctx.log(f"exporting {net.name or ctx.stem} to ExecuTorch (fft={ctx.fft}, {form} form, H and W up to "
-                f"{s.max_side}) ...")
-        buf, report = executorch_export.lower(net, ctx.fft, s.max_side, meta, log=ctx.log)
+        meta[artifact.DEPLOY_FORM] = form
+        if s.sizes:
+            meta[artifact.SIZES] = artifact.format_sizes(s.sizes)
+            shapes = f"sizes {artifact.format_sizes(s.sizes)}, one static method each"
+        else:
+            meta[artifact.MAX_SIDE] = str(s.max_side)
+            shapes = f"H and W up to {s.max_side}"
+        ctx.log(f"exporting {net.name or ctx.stem} to ExecuTorch (fft={ctx.fft}, {form} form, {shapes}) ...")
+        buf, report = executorch_export.lower(net, ctx.fft, meta, max_side=s.max_side, sizes=s.sizes, log=ctx.log)
         out = ctx.work / f"{ctx.stem}.pte"
         out.write_bytes(buf)
         outside = report["ops_outside_count"]
         ctx.log(f"XNNPACK took {report['delegated_ops']} op(s) in {report['partitions']} partition(s); {outside} op(s) "
                 "left on portable "
                 f"kernels{': ' + ', '.join(f'{k} x{v}' for k, v in report['ops_outside_delegate'].items()) if outside else ''}")
-        m = net.size_multiple
-        cert_info = {"exporter": exporter, "executorch": et_version, "max_side": s.max_side, "deploy_form": form,
-                     "delegation": report, "input_name": artifact.INPUT_NAME, "output_name": artifact.OUTPUT_NAME,
-                     "input_dims": [1, net.in_channels, f"{m}*k <= {s.max_side}", f"{m}*k <= {s.max_side}"],
+        cert_info = {"exporter": exporter, "executorch": et_version, "deploy_form": form, "delegation": report,
+                     "input_name": artifact.INPUT_NAME, "output_name": artifact.OUTPUT_NAME,
                      "batch": "1 per call (the runtime runs a batch image by image)"}
-        return Built(out, [], cert_info, f"fp32, {report['partitions']} XNNPACK partition(s)")
+        if s.sizes:
+            cert_info.update(sizes=[f"{h}x{w}" for h, w in s.sizes], input_dims=[1, net.in_channels, "H", "W"],
+                             methods=[artifact.sized_entry_name(h, w) for h, w in s.sizes],
+                             sizes_rule="an image that pads to one of sizes runs whole; others are tiled")
+        else:
+            cert_info.update(max_side=s.max_side, input_dims=[1, net.in_channels, f"{m}*k <= {s.max_side}",
+                                                              f"{m}*k <= {s.max_side}"])
+        methods = f"{len(s.sizes)} static method(s)" if s.sizes else "dynamic H and W"
+        return Built(out, [], cert_info, f"fp32, {methods}, {report['partitions']} XNNPACK partition(s)")
 
 
 TARGET = ExecuTorchTarget()

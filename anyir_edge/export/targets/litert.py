@@ -7,13 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ... import artifact
-from ...errors import EngineError
 from ..formats import ExportError, Format
-from .base import Built, Context, OptionSpec, Target
+from .base import Built, Context, Target, check_sizes_fit, fit_to_sizes, sizes_option
 
 DEFAULT_SIZES = ((224, 224), (512, 512))
-MAX_SIZES = 8
-SIDE_LIMITS = (16, 4096)
 
 
 @dataclass
@@ -22,41 +19,13 @@ class LiteRTSettings:
     precision: str = "fp32"
 
 
-def parse_sizes(text) -> tuple[tuple[int, int], ...]:
-    """``--sizes`` ("224,512", "256x384,512") as ((H, W), ...) in the order given, without
-    repeats; one-line :class:`ExportError` when malformed."""
-    if text is None:
-        return DEFAULT_SIZES
-    parts = [p if "x" in p else f"{p}x{p}" for p in str(text).replace(" ", "").lower().split(",")]
-    try:
-        listed = artifact.parse_sizes(",".join(parts))
-    except EngineError:
-        raise ExportError(f"--sizes {text!r}: expected sizes like 224,512 or 256x384 (H x W), comma-separated") from None
-    lo, hi = SIDE_LIMITS
-    out: list[tuple[int, int]] = []
-    for hw in listed:
-        if not all(lo <= v <= hi and v % 8 == 0 for v in hw):
-            raise ExportError(f"--sizes {text!r}: {hw[0]}x{hw[1]}: each side must be a multiple of 8 from {lo} to {hi}")
-        if hw not in out:
-            out.append(hw)
-    if len(out) > MAX_SIZES:
-        raise ExportError(f"--sizes {text!r}: at most {MAX_SIZES} sizes (each is a signature converted separately)")
-    return tuple(out)
-
-
 class LiteRTTarget(Target):
     format = Format("litert", ("tflite", "tfl"), ".tflite", frozenset({"fft", "sizes", "half"}), ("fold", "matmul"),
                     False, "LiteRT / TensorFlow Lite model (.tflite) for phones; batch 1, one signature per --sizes "
                            "entry; --fp16: FP16 weights")
-    options: dict[str, OptionSpec] = {
-        "sizes": [(("--sizes",), dict(metavar="HxW,...", help=(
-            "litert: the input sizes the .tflite runs, one signature each (litert-torch converts static shapes "
-            "only): squares as 512 or H x W as 256x384, multiples of 8, comma-separated (default 224,512). An image "
-            "that pads to one of them runs whole; others are tiled with the largest square that fits")))],
-    }
 
     def prepare(self, opts, fft):
-        sizes = parse_sizes(opts.get("sizes"))
+        sizes = sizes_option(opts.get("sizes")) or DEFAULT_SIZES
         from ..litert_export import missing
 
         if missing():
@@ -67,18 +36,7 @@ class LiteRTTarget(Target):
         return "" if s.precision == "fp32" else f"-{s.precision}"  # never overwrites NAME.tflite
 
     def fit_inputs(self, s: LiteRTSettings, inputs: list) -> list:
-        """Each parity input resized to one of the engine's sizes in turn (a few pixels short of
-        it in some, so the runtime's padding is checked too): the engine runs only those sizes."""
-        import cv2
-
-        out = []
-        for i, (name, deg, seed, img) in enumerate(inputs):
-            h, w = s.sizes[i % len(s.sizes)]
-            fh, fw = h - i % 4, w - 3 * i % 4  # less than the size multiple short: padded back to (h, w)
-            shrink = img.shape[0] > fh and img.shape[1] > fw
-            fitted = cv2.resize(img, (fw, fh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-            out.append((f"{name}@{fh}x{fw}", deg, seed, fitted.astype(img.dtype, copy=False)))
-        return out
+        return fit_to_sizes(s.sizes, inputs)  # the engine runs only those sizes
 
     def build(self, ctx: Context, s: LiteRTSettings) -> Built:
         from .. import litert_export, onnx_export
@@ -86,9 +44,7 @@ class LiteRTTarget(Target):
 
         net = ctx.net
         m = net.size_multiple
-        odd = [f"{h}x{w}" for h, w in s.sizes if h % m or w % m]
-        if odd:
-            raise ExportError(f"--sizes: {', '.join(odd)} not a multiple of the model's size multiple {m}")
+        check_sizes_fit(s.sizes, m)
         exporter = f"litert-torch {litert_export.version('litert-torch')}"
         meta = onnx_export.metadata(net, ctx.fft, exporter, None, ctx.source)
         form = get_architecture(net).deploy_form("mobile")

@@ -149,7 +149,7 @@ class Backend:
     bytes_per_pixel_per_dim = BYTES_PER_PIXEL_PER_DIM
     #: the largest padded H and W the engine takes (None: any); the Restorer tiles larger images
     max_side: int | None = None
-    #: the only padded (H, W) the engine takes (None: any; LiteRT); the Restorer tiles other sizes
+    #: the only padded (H, W) the engine takes (None: any; LiteRT, ExecuTorch --sizes); the Restorer tiles others
     sizes: tuple[tuple[int, int], ...] | None = None
 
     @classmethod
@@ -215,6 +215,31 @@ class Backend:
                 raise EngineError(f"{self.path}: {runtime} failed on a {h}x{w} input ({first_line(e)})") from None
             out.append(np.array(y, dtype=np.float32, copy=True).reshape(1, x.shape[1], h, w))
         return np.concatenate(out, axis=0)
+
+    def _set_sizes(self, found, entries: str) -> None:
+        """:attr:`sizes` from the (H, W) that the engine's fixed-size ``entries`` ("signature(s)",
+        "method(s)") take, checked against the size multiple and the :data:`~anyir_edge.artifact.SIZES`
+        the exporter wrote (call after ``Backend.__init__``)."""
+        m = self.size_multiple
+        odd = [f"{h}x{w}" for h, w in found if h % m or w % m]
+        if odd:
+            raise EngineError(f"{self.path}: {entries} for size(s) {', '.join(odd)}, not a multiple of its size "
+                              f"multiple {m}")
+        self.sizes = tuple(sorted(found))
+        named = self.metadata.get(artifact.SIZES)
+        if named is not None:
+            try:
+                listed = artifact.parse_sizes(named)
+            except EngineError as e:
+                raise EngineError(f"{self.path}: {e}") from None
+            if sorted(set(listed)) != list(self.sizes):
+                raise EngineError(f"{self.path}: its metadata name sizes {named} but its {entries} take "
+                                  f"{artifact.format_sizes(self.sizes) or 'none'}: the file was altered after export")
+
+    def _wrong_size(self, h: int, w: int) -> EngineError:
+        """The error for an input an engine built for fixed sizes was not built for."""
+        return EngineError(f"{self.path}: built for {artifact.format_sizes(self.sizes)} only, got {h}x{w} (the "
+                           "Restorer tiles other sizes; re-export with --sizes including it to run it whole)")
 
     def describe(self) -> str:
         return f"{self.kind}"

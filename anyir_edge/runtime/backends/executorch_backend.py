@@ -1,10 +1,13 @@
 """ExecuTorch: ``.pte`` programs (XNNPACK delegate) on ExecuTorch's Python runtime (extra ``[executorch]``).
 
-A ``.pte`` from ``anyir-export --to executorch`` runs one image at a time at any H x W that is
-a multiple of its size multiple, up to the bound it was built for (``anyir_edge.max_side``:
-ExecuTorch plans its memory for that size); :class:`~anyir_edge.runtime.Restorer` tiles
-anything larger.  Its metadata live in the program as the constant method
-:data:`anyir_edge.artifact.PTE_METADATA_METHOD` (:func:`anyir_edge.artifact.decode_pte_metadata`).
+A ``.pte`` from ``anyir-export --to executorch`` has either one method ``forward`` that runs
+one image at a time at any H x W that is a multiple of its size multiple, up to the bound it
+was built for (``anyir_edge.max_side``: ExecuTorch plans its memory for that size), or, built
+with ``--sizes``, one static method per size (:func:`anyir_edge.artifact.sized_entry_name`,
+listed in ``anyir_edge.sizes``; the backend reads the sizes from the methods themselves).
+:class:`~anyir_edge.runtime.Restorer` tiles anything larger, or of another size.  Its metadata
+live in the program as the constant method :data:`anyir_edge.artifact.PTE_METADATA_METHOD`
+(:func:`anyir_edge.artifact.decode_pte_metadata`).
 
 ExecuTorch's Python bindings exchange torch tensors, so this backend imports torch (the C++
 runtime an app links does not); the phone runtime is ExecuTorch's own C++ library.
@@ -17,7 +20,7 @@ import numpy as np
 
 from ... import artifact
 from ...errors import EngineError, first_line
-from .base import Backend, check_signature, physical_cores
+from .base import Backend, check_signature, physical_cores, warn_untrusted
 
 
 def _set_threads(threads: int) -> int:
@@ -55,44 +58,67 @@ class ExecuTorchBackend(Backend):
         try:
             program = Runtime.get().load_program(path)
             names = set(program.method_names)
-            if "forward" not in names:
-                raise EngineError(f"{path}: the program has no 'forward' method")
             meta = {}
             if artifact.PTE_METADATA_METHOD in names:
                 raw = program.load_method(artifact.PTE_METADATA_METHOD).execute([])[0]
                 meta = artifact.decode_pte_metadata(bytes(raw.numpy().tobytes()))
-            self.method = program.load_method("forward")
+            # one dynamic 'forward', or one static method per size (then every other method is one)
+            entries = ["forward"] if "forward" in names else sorted(names - {artifact.PTE_METADATA_METHOD})
+            if not entries:
+                raise EngineError(f"{path}: the program has no 'forward' method and no method per size")
+            methods = {name: program.load_method(name) for name in entries}
         except EngineError:
             raise
         except Exception as e:  # ExecuTorch raises RuntimeError / ValueError with long texts
             raise EngineError(f"{path}: ExecuTorch cannot load it ({first_line(e)})") from None
         self.program = program
-        mm = self.method.metadata
-        n_in, n_out = mm.num_inputs(), mm.num_outputs()
-        if n_in != 1 or n_out != 1:
-            raise EngineError(f"{path}: not an image-restoration program: {n_in} input(s), {n_out} output(s)")
 
         def sig(info):  # a dynamic program reports its upper bound as its planned size
             sizes = list(info.sizes())
             code = info.dtype()  # c10::ScalarType: 6 is Float
             dtype = "float32" if code == 6 or "Float" in str(code) else f"scalar type {code}"
-            return ("image", dtype, [None, sizes[1], None, None] if len(sizes) == 4 else sizes)
+            return ("image", dtype, [None, sizes[1], None, None] if len(sizes) == 4 else sizes), sizes
 
-        check_signature(path, [sig(mm.input_tensor_meta(0))], [sig(mm.output_tensor_meta(0))], meta)
-        bound = meta.get(artifact.MAX_SIDE)
-        if bound is not None and not (bound.isdigit() and int(bound) > 0):
-            raise EngineError(f"{path}: bad {artifact.MAX_SIDE} metadata {bound!r}")
-        self.max_side = int(bound) if bound else None  # a program from elsewhere: ExecuTorch checks its sizes
+        by_size: dict[tuple[int, int], object] = {}
+        for name, method in methods.items():
+            mm = method.metadata
+            n_in, n_out = mm.num_inputs(), mm.num_outputs()
+            where = path if name == "forward" else f"{path} (method {name!r})"
+            if n_in != 1 or n_out != 1:
+                raise EngineError(f"{where}: not an image-restoration program: {n_in} input(s), {n_out} output(s)")
+            (tin, dims), (tout, _) = sig(mm.input_tensor_meta(0)), sig(mm.output_tensor_meta(0))
+            check_signature(where, [tin], [tout], meta, warn=False)
+            if dims[0] != 1:
+                raise EngineError(f"{where}: takes a batch of {dims[0]}, the runtime feeds 1 image")
+            by_size[(dims[2], dims[3])] = method
+        warn_untrusted(path, meta)  # once, not per method
         super().__init__(path, meta)
+        if "forward" in methods:
+            self.method = methods["forward"]
+            bound = meta.get(artifact.MAX_SIDE)
+            if bound is not None and not (bound.isdigit() and int(bound) > 0):
+                raise EngineError(f"{path}: bad {artifact.MAX_SIDE} metadata {bound!r}")
+            self.max_side = int(bound) if bound else None  # a program from elsewhere: ExecuTorch checks its sizes
+        else:
+            self.by_size = by_size
+            self._set_sizes(by_size, "methods")
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         import torch
 
-        return self._run_each(x, lambda one: self.method.execute([torch.from_numpy(one)])[0].numpy(), "ExecuTorch")
+        if self.sizes:
+            method = self.by_size.get(tuple(x.shape[-2:]))
+            if method is None:
+                raise self._wrong_size(*x.shape[-2:])
+        else:
+            method = self.method
+        return self._run_each(x, lambda one: method.execute([torch.from_numpy(one)])[0].numpy(), "ExecuTorch")
 
     def describe(self) -> str:
-        bound = f", H and W <= {self.max_side}" if self.max_side else ""
-        return f"executorch (XNNPACK, {self.threads} threads{bound})"
+        shapes = f", H and W <= {self.max_side}" if self.max_side else ""
+        if self.sizes:
+            shapes = f", sizes {artifact.format_sizes(self.sizes)}"
+        return f"executorch (XNNPACK, {self.threads} threads{shapes})"
 
 
 BACKEND = ExecuTorchBackend

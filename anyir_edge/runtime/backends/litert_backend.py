@@ -2,7 +2,7 @@
 delegate (extra ``[litert]``: the runtime alone is ``ai-edge-litert``, no torch).
 
 A ``.tflite`` from ``anyir-export --to litert`` has one signature per input size it was built
-for (litert-torch converts static shapes), named :func:`anyir_edge.artifact.tflite_signature_name`
+for (litert-torch converts static shapes), named :func:`anyir_edge.artifact.sized_entry_name`
 and listed in its :data:`~anyir_edge.artifact.SIZES` metadata (the model's metadata entry
 :data:`~anyir_edge.artifact.TFLITE_METADATA_NAME`).  The backend reads the sizes from the
 signatures themselves, so a model converted elsewhere (NCHW, 1 x 3 x H x W float32) runs too;
@@ -75,27 +75,13 @@ class LiteRTBackend(Backend):
             self.runners[(dims[2], dims[3])] = (runner, next(iter(ins)), next(iter(outs)))
         warn_untrusted(path, meta)  # once, not per signature
         super().__init__(path, meta)
-        m = self.size_multiple
-        odd = [f"{h}x{w}" for h, w in self.runners if h % m or w % m]
-        if odd:
-            raise EngineError(f"{path}: signature size(s) {', '.join(odd)} not a multiple of its size multiple {m}")
-        self.sizes = tuple(sorted(self.runners))
-        named = meta.get(artifact.SIZES)
-        if named is not None:
-            try:
-                listed = artifact.parse_sizes(named)
-            except EngineError as e:
-                raise EngineError(f"{path}: {e}") from None
-            if sorted(set(listed)) != list(self.sizes):
-                raise EngineError(f"{path}: its metadata name sizes {named} but its signatures take "
-                                  f"{artifact.format_sizes(self.sizes)}: the file was altered after export")
+        self._set_sizes(self.runners, "signatures")
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         h, w = x.shape[-2:]
         entry = self.runners.get((h, w))
         if entry is None:
-            raise EngineError(f"{self.path}: built for {artifact.format_sizes(self.sizes)} only, got {h}x{w} (the "
-                              "Restorer tiles other sizes; re-export with --sizes including it to run it whole)")
+            raise self._wrong_size(h, w)
         runner, name_in, name_out = entry
         return self._run_each(x, lambda one: runner(**{name_in: one})[name_out], "LiteRT")
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "anyir/restorer.hpp"
@@ -35,6 +36,8 @@ class Engine {
   virtual double bytes_per_pixel_per_dim() const = 0;
   // The largest padded H and W the engine takes (0: any); the Restorer tiles larger images.
   virtual int max_side() const { return 0; }
+  // The only padded (H, W) the engine takes (empty: any); the Restorer tiles other sizes.
+  virtual std::vector<std::pair<int, int>> sizes() const { return {}; }
   std::map<std::string, std::string> metadata;  // full keys, "anyir_edge.size_multiple" etc.
 };
 

@@ -17,10 +17,11 @@ constexpr const char* kPrecision = "anyir_edge.precision";
 constexpr const char* kInt8WeightBits = "anyir_edge.int8_weight_bits";
 constexpr const char* kVersion = "anyir_edge.version";
 constexpr const char* kMaxSide = "anyir_edge.max_side";
+constexpr const char* kSizes = "anyir_edge.sizes";
 
 // read from an OpenVINO IR's "framework" section when its own "anyir_edge" section is absent
 constexpr const char* kRuntimeKeys[] = {kName, kArch, kConfig, kLayout, kSizeMultiple, kFft,
-                                        kPrecision, kInt8WeightBits, kVersion, kMaxSide};
+                                        kPrecision, kInt8WeightBits, kVersion, kMaxSide, kSizes};
 
 }  // namespace keys
 }  // namespace detail

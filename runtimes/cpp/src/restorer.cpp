@@ -162,7 +162,56 @@ struct Restorer::Impl {
     return static_cast<long long>(bytes_per_pixel * static_cast<double>(ph) * static_cast<double>(pw));
   }
 
+  // (tile, overlap) on an engine built for fixed sizes (ExecuTorch --sizes): whole when the image
+  // pads to one of them, else tiles of a square one (Restorer._plan_fixed)
+  std::pair<int, int> plan_fixed(int h, int w) const {
+    const int m = multiple;
+    const auto sizes = engine->sizes();
+    const int ph = (h + m - 1) / m * m, pw = (w + m - 1) / m * m;
+    int t = tile, ov = overlap;
+    std::string listed;
+    std::vector<int> squares;
+    bool whole = false;
+    for (const auto& s : sizes) {
+      listed += (listed.empty() ? "" : ", ") + std::to_string(s.first) + "x" + std::to_string(s.second);
+      if (s.first == s.second) squares.push_back(s.first);
+      whole = whole || (s.first == ph && s.second == pw);
+    }
+    const std::string image = "image " + std::to_string(w) + "x" + std::to_string(h);
+    if (whole && (t == kAutoTile || t == kNoTile || (h <= t && w <= t))) return {0, ov};
+    if (t == kNoTile)
+      fail(ErrorCode::Image, image + " does not pad to a size this engine was built for (" + listed +
+                                 ") and tiling is off; allow tiling or re-export with --sizes including it");
+    const int side = std::min(ph, pw);
+    std::vector<int> usable;
+    for (int s : squares)
+      if (s <= side) usable.push_back(s);
+    if (t == kAutoTile) {
+      if (usable.empty())
+        fail(ErrorCode::Image, image + " does not pad to a size this engine was built for (" + listed +
+                                   ") and is smaller than its square sizes, so it cannot be tiled either; re-export "
+                                   "with --sizes " + std::to_string(ph) + "x" + std::to_string(pw));
+      t = *std::max_element(usable.begin(), usable.end());
+      ov = std::min(ov, t / 4);
+    } else {
+      t = (t + m - 1) / m * m;
+      if (std::find(usable.begin(), usable.end(), t) == usable.end()) {
+        std::string names;
+        for (int s : usable) names += (names.empty() ? "" : ", ") + std::to_string(s);
+        fail(ErrorCode::InvalidArgument, "tile " + std::to_string(t) + ": this engine runs only " + listed + "; for a " +
+                                             std::to_string(w) + "x" + std::to_string(h) +
+                                             " image the tile must be one of its square sizes no larger than the "
+                                             "image (" + (names.empty() ? "none" : names) + ")");
+      }
+    }
+    if (ov * 2 >= t)
+      fail(ErrorCode::InvalidArgument,
+           "overlap " + std::to_string(ov) + " must be less than half the tile size " + std::to_string(t));
+    return {t, ov};
+  }
+
   std::pair<int, int> plan(int h, int w) const {
+    if (!engine->sizes().empty()) return plan_fixed(h, w);
     const int m = multiple;
     int t = tile;
     int ov = overlap;
