@@ -159,7 +159,6 @@ def test_several_configurations_with_random_weights_in_one_table(tmp_path, capsy
     """anyir-bench --models a,b --random-weights: configurations without shipped weights side by
     side (the cost table of issue #18), one row per model, a model column, real counts."""
     import json
-    from pathlib import Path
 
     from anyir_edge.cli import run
     from anyir_edge.models import create

@@ -2,7 +2,6 @@
 and the format table.  Exports run on anyir-tiny (the full config at one small size) with one
 thread: the CI machine is shared and oversubscribed threads are very slow there."""
 import json
-import os
 
 import numpy as np
 import onnx

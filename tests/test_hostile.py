@@ -390,7 +390,6 @@ def test_colour_profile_and_exif_travel_to_the_output(engine, tmp_path, capsys, 
 def test_sigterm_during_export_leaves_no_temporary_folder(tmp_path):
     """A killed export (SIGTERM: a service manager, a CI timeout) ends like Ctrl-C: exit 130, one
     line, and neither its hidden work folder nor a half-written engine is left."""
-    import os
     import signal
     import subprocess
     import sys

@@ -1,11 +1,9 @@
 """The mobile deploy form (issue #22): each rewrite equals what it replaces, and AnyIR's whole
 mobile form equals the trained model (its exact frequency path), for both LayerNorm kinds, with
 and without biases, and with BatchNorm statistics far from the identity."""
-import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from anyir_edge.models import create, get_architecture

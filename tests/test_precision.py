@@ -13,7 +13,7 @@ import torch
 
 import anyir_edge
 from anyir_edge.cli import run
-from anyir_edge.export import PARITY_GATES_DB, ExportError, ParityError, export, parity_inputs, verify
+from anyir_edge.export import PARITY_GATES_DB, ExportError, ParityError, export, parity_inputs
 from anyir_edge.export import precision as P
 
 
