@@ -81,6 +81,22 @@ SMALL_ANYIR = dict(dim=8, blocks=[1, 1, 1, 1], refine_blocks=1)
 SMALL_PTE_MAX_SIDE = 64
 
 
+def export_small(model, folder, **options):
+    """``anyir-export`` of ``model`` as a user runs it (from a saved checkpoint, ``small.safetensors``
+    in ``folder``), on one thread, quietly; ``options``: ``to`` and the target's options."""
+    import anyir_edge
+    from anyir_edge.export import export
+
+    ckpt = folder / "small.safetensors"
+    anyir_edge.save_model(model, ckpt)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return export(str(ckpt), output=str(folder), threads=1, log=lambda msg: None, **options)
+    finally:
+        torch.set_num_threads(old)
+
+
 #: ``small_pte_sized``'s sizes (one static method each)
 SMALL_PTE_SIZES = ((32, 32), (24, 40))
 
@@ -90,21 +106,11 @@ def small_pte_sized(tmp_path_factory):
     """``anyir-export --to executorch --sizes 32,24x40`` of the same network as :func:`small_pte`:
     one static method per size (tests/test_executorch.py, tests/test_cpp_runtime.py)."""
     pytest.importorskip("executorch")
-    import anyir_edge
-    from anyir_edge.export import export
     from anyir_edge.export.parity import parity_inputs
 
-    d = tmp_path_factory.mktemp("et-sized")
-    ckpt = d / "small.safetensors"
-    anyir_edge.save_model(perturbed("anyir-tiny", seed=4, **SMALL_ANYIR), ckpt)
     sizes = ",".join(f"{h}x{w}" for h, w in SMALL_PTE_SIZES)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return export(str(ckpt), to="executorch", output=str(d), threads=1, inputs=parity_inputs(max_side=128)[:3],
-                      sizes=sizes, log=lambda msg: None)
-    finally:
-        torch.set_num_threads(old)
+    return export_small(perturbed("anyir-tiny", seed=4, **SMALL_ANYIR), tmp_path_factory.mktemp("et-sized"),
+                        to="executorch", sizes=sizes, inputs=parity_inputs(max_side=128)[:3])
 
 
 @pytest.fixture(scope="session")
@@ -112,20 +118,10 @@ def small_pte(tmp_path_factory):
     """``anyir-export --to executorch --max-side 64`` of :func:`perturbed` small AnyIR (seed 4),
     exported once per session (tests/test_executorch.py, tests/test_cpp_runtime.py)."""
     pytest.importorskip("executorch")
-    import anyir_edge
-    from anyir_edge.export import export
     from anyir_edge.export.parity import parity_inputs
 
-    d = tmp_path_factory.mktemp("et")
-    ckpt = d / "small.safetensors"
-    anyir_edge.save_model(perturbed("anyir-tiny", seed=4, **SMALL_ANYIR), ckpt)
     m = SMALL_PTE_MAX_SIDE
     # crops of the shipped photos at odd sizes (padded by the runtime) within the program's bound
     inputs = [(n, deg, s, img[:m - 3, :m - 9]) for n, deg, s, img in parity_inputs(max_side=128)[:3]]
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return export(str(ckpt), to="executorch", output=str(d), threads=1, inputs=inputs, max_side=m,
-                      log=lambda msg: None)
-    finally:
-        torch.set_num_threads(old)
+    return export_small(perturbed("anyir-tiny", seed=4, **SMALL_ANYIR), tmp_path_factory.mktemp("et"),
+                        to="executorch", max_side=m, inputs=inputs)

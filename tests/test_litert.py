@@ -23,7 +23,7 @@ from anyir_edge.export.parity import parity_inputs  # noqa: E402
 from anyir_edge.runtime import Restorer  # noqa: E402
 from anyir_edge.runtime.errors import ImageError  # noqa: E402
 
-from conftest import SMALL_ANYIR, perturbed  # noqa: E402
+from conftest import SMALL_ANYIR, export_small, perturbed  # noqa: E402
 
 SIZES = "64,48x80"
 
@@ -39,18 +39,8 @@ def model():
 
 @pytest.fixture(scope="module")
 def tflite(model, tmp_path_factory):
-    import anyir_edge
-
-    d = tmp_path_factory.mktemp("litert")
-    ckpt = d / "small.safetensors"
-    anyir_edge.save_model(model, ckpt)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return export(str(ckpt), to="litert", output=str(d), threads=1, inputs=parity_inputs(max_side=128)[:4],
-                      sizes=SIZES, log=lambda msg: None)
-    finally:
-        torch.set_num_threads(old)
+    return export_small(model, tmp_path_factory.mktemp("litert"), to="litert", sizes=SIZES,
+                        inputs=parity_inputs(max_side=128)[:4])
 
 
 def test_the_model_is_certified_on_litert_at_every_size(tflite):
