@@ -98,7 +98,7 @@ def models(tmp_path_factory, request):
         import executorch  # noqa: F401
 
         out["executorch"] = request.getfixturevalue("small_pte").path
-        out["executorch-sized"] = request.getfixturevalue("small_pte_sized").path  # methods 32x32 and 24x40
+        out["executorch-sized"] = request.getfixturevalue("small_pte_sized").path  # one static method, 32x32
     except ImportError:
         pass
     # a valid ONNX file that is not a restoration model
@@ -165,7 +165,7 @@ CASES = [
     ("executorch", "colorfulcups_128x128.png", None, None),  # over the program's 64: tiled automatically
     ("executorch", "crop_3x5", None, None),
     ("executorch-sized", "colorfulcups_128x128.png", None, None),  # tiles of its square size, 32
-    ("executorch-sized", "crop_22x37", None, None),                # pads to 24x40: one whole run
+    ("executorch-sized", "crop_27x30", None, None),                # pads to 32x32: one whole run
 ]
 
 

@@ -108,32 +108,51 @@ def test_a_program_built_for_sizes_has_one_static_method_each(sized_pte, pte):
 
     cert = json.loads(sized_pte.certificate_path.read_text())
     assert cert["passed"] and cert["summary"]["psnr_min"] >= 60 and "max_side" not in cert
-    assert cert["sizes"] == ["32x32", "24x40"] and cert["methods"] == ["restore_32x32", "restore_24x40"]
-    # the parity inputs were fitted to the sizes, some a few pixels short (padded back by the runtime)
+    assert cert["sizes"] == ["32x32"] and cert["methods"] == ["restore_32x32"]
+    # the parity inputs were fitted to the size, some a few pixels short (padded back by the runtime)
     sizes = [tuple(r["size"]) for r in cert["inputs"]]
-    assert len(sizes) == 3 and all(h <= 32 and w <= 40 for h, w in sizes) and sizes[0] in SIZES and sizes[1] not in SIZES
+    assert len(sizes) == 3 and all(h <= 32 and w <= 32 for h, w in sizes) and sizes[0] in SIZES and sizes[1] not in SIZES
     # static shapes: XNNPACK takes the whole graph, the reshapes the dynamic program leaves outside too
     report = cert["delegation"]
-    assert report["ops_outside_count"] == 0 and report["delegated_share"] == 1.0 and report["partitions"] == 2
+    assert report["ops_outside_count"] == 0 and report["delegated_share"] == 1.0 and report["partitions"] == 1
     program = Runtime.get().load_program(str(sized_pte.path))
-    assert set(program.method_names) == {"restore_32x32", "restore_24x40", artifact.PTE_METADATA_METHOD}
-    # the two methods share one copy of the weights: exactly those of the one-method dynamic program
+    assert set(program.method_names) == {"restore_32x32", artifact.PTE_METADATA_METHOD}
+    # the same weights as the dynamic program of the same network
     entries, size = _weights(sized_pte.path)
     assert entries > 50 and (entries, size) == _weights(pte.path)
+
+
+def test_each_size_runs_its_own_method_and_the_methods_share_the_weights(tmp_path):
+    """A two-method program (a small convolution, not from anyir-export): each input size runs the
+    method traced for it (any other would refuse its shape), and the weights are stored once."""
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+    meta = {"anyir_edge.sizes": "16x16,16x24"}
+    two = _foreign_program(tmp_path / "two.pte", conv, None, meta,
+                           methods={"restore_16x16": (1, 3, 16, 16), "restore_16x24": (1, 3, 16, 24)})
+    one = _foreign_program(tmp_path / "one.pte", conv, None, meta, methods={"restore_16x16": (1, 3, 16, 16)})
+    assert _weights(two) == _weights(one) and _weights(one)[0] >= 1
+    rng = np.random.default_rng(9)
+    with Restorer.open(str(two), threads=1, tile=0) as r:
+        assert r.backend.sizes == ((16, 16), (16, 24))
+        for w in (16, 24, 16):
+            x = rng.random((2, 3, 16, w), dtype=np.float32)  # a batch: image by image through the method
+            with torch.no_grad():
+                want = conv(torch.from_numpy(x)).numpy()
+            assert np.abs(r.forward(x) - want).max() < 1e-5
 
 
 def test_the_restorer_runs_an_image_whole_at_a_built_size_and_tiles_others(sized_pte, model):
     rng = np.random.default_rng(8)
     with Restorer.open(str(sized_pte.path), threads=1) as r:
-        assert r.backend.sizes == ((24, 40), (32, 32)) and r.backend.max_side is None
-        assert "sizes 24x40,32x32" in r.backend.describe()
-        small = rng.random((22, 37, 3), dtype=np.float32)  # pads to 24x40: one whole run
-        assert r.plan_tile(22, 37) == (0, r.overlap)
+        assert r.backend.sizes == ((32, 32),) and r.backend.max_side is None
+        assert "sizes 32x32" in r.backend.describe()
+        small = rng.random((27, 30, 3), dtype=np.float32)  # pads to 32x32: one whole run
+        assert r.plan_tile(27, 30) == (0, r.overlap)
         big = rng.random((70, 50, 3), dtype=np.float32)    # tiles of the square size
         tile, overlap = r.plan_tile(70, 50)
         assert tile == 32 and 0 < overlap <= 8
         outs = [r.restore(small), r.restore(big)]
-        with pytest.raises(EngineError, match=r"built for 24x40,32x32 only, got 40x40"):
+        with pytest.raises(EngineError, match=r"built for 32x32 only, got 40x40"):
             r.backend.run(np.zeros((1, 3, 40, 40), np.float32))
         with pytest.raises(ImageError, match="does not pad to a size"):
             r.restore(big, tile=0)

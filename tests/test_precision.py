@@ -303,16 +303,15 @@ def _zeros_ir_transform(samples, ignored=None):
     return transform
 
 
-@pytest.mark.parametrize("nncf", ["missing", "fails the gate"])
-def test_openvino_int8_through_the_qdq_graph(nncf, ckpt, small_inputs, calib_dir, tmp_path, monkeypatch):
-    """OpenVINO INT8 without NNCF, or when NNCF's IR misses the gate, is ONNX Runtime's Q/DQ graph
-    converted to FakeQuantize: it passes the 35 dB gate on OpenVINO's own INT8 execution."""
+def test_openvino_int8_through_the_qdq_graph(ckpt, small_inputs, calib_dir, tmp_path, monkeypatch):
+    """OpenVINO INT8 when NNCF's IR misses the gate is ONNX Runtime's Q/DQ graph converted to
+    FakeQuantize: it passes the 35 dB gate on OpenVINO's own INT8 execution."""
     pytest.importorskip("openvino")
     import openvino as ov
 
     from anyir_edge.export.precision import openvino as P_openvino
 
-    monkeypatch.setattr(P_openvino, "nncf_available", lambda: nncf != "missing")
+    monkeypatch.setattr(P_openvino, "nncf_available", lambda: True)
     monkeypatch.setattr(P_openvino, "openvino_int8_transform", _zeros_ir_transform)
     logs = []
     res = export(str(ckpt), to="openvino", int8=True, calib=str(calib_dir), output=str(tmp_path), threads=1,
@@ -321,14 +320,42 @@ def test_openvino_int8_through_the_qdq_graph(nncf, ckpt, small_inputs, calib_dir
     assert res.path.name == "tiny-int8.xml" and cert["passed"] and cert["summary"]["psnr_min"] >= 35
     assert rp["method"] == "onnx-qdq" and rp["quantized_nodes"] and rp["reduce_range"]
     assert all("Conv" in n for n in rp["quantized_nodes"])  # the CPU plugin cannot compile Q/DQ MatMul
-    if nncf == "missing":
-        assert any("NNCF is not installed" in m for m in logs)
-        assert rp["attempts"][0]["method"] == "onnx-qdq"
-    else:
-        assert rp["attempts"][0]["method"] == "nncf" and rp["attempts"][0]["psnr_min"] < 35
-        assert any("trying ONNX Runtime's Q/DQ graph" in m for m in logs)
+    assert rp["attempts"][0]["method"] == "nncf" and rp["attempts"][0]["psnr_min"] < 35
+    assert rp["attempts"][1]["method"] == "onnx-qdq"
+    assert any("trying ONNX Runtime's Q/DQ graph" in m for m in logs)
     m = ov.Core().read_model(str(res.path))
     assert sum(op.get_type_name() == "FakeQuantize" for op in m.get_ordered_ops()) >= len(rp["quantized_nodes"])
     assert m.get_rt_info(["anyir_edge", "int8_method"]).astype(str) == "onnx-qdq"
     assert m.get_rt_info(["anyir_edge", "int8_weight_bits"]).astype(str) == "7"  # no saturation warning on AVX2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-int8.bin", "tiny-int8.xml", "tiny-int8.xml.parity.json"]
+
+
+def test_openvino_int8_without_nncf_goes_straight_to_the_qdq_graph(tmp_path, monkeypatch):
+    """Without NNCF no NNCF graph is tried: ONNX Runtime's Q/DQ quantization (OpenVINO's op types, no
+    dynamic fallback, which OpenVINO cannot run) is the first attempt, and the log says why.
+    (The Q/DQ path itself is exercised end to end by the test above.)"""
+    from anyir_edge.export.precision import openvino as P_openvino
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def recording_quantize(onnx_path, out, samples, probe, threshold, search, **kw):
+        calls.append(kw)
+        raise Stop
+
+    def no_convert(*a, **kw):
+        raise AssertionError("nothing is converted before the Q/DQ graph exists")
+
+    monkeypatch.setattr(P_openvino, "nncf_available", lambda: False)
+    monkeypatch.setattr(P_openvino, "quantize_int8", recording_quantize)
+    monkeypatch.setattr("anyir_edge.export.openvino_export.convert", no_convert)
+    logs = []
+    with pytest.raises(Stop):
+        P_openvino.convert_openvino(tmp_path / "m.onnx", tmp_path / "m.xml", {}, "int8", samples=[],
+                                    probe=lambda p: 50.0, threshold=35.0, log=logs.append)
+    assert len(calls) == 1 and calls[0]["dynamic_fallback"] is False
+    assert tuple(calls[0]["op_types"]) == tuple(P_openvino.OPENVINO_INT8_OP_TYPES)
+    assert any("NNCF is not installed" in m for m in logs)
+    assert not list(tmp_path.glob(".ov-int8-*"))  # its work folder is removed on the way out
