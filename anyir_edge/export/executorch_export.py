@@ -41,12 +41,10 @@ def _compute_ops(graph) -> collections.Counter:
     return ops
 
 
-def delegation_report(graph_modules) -> dict:
-    """How much of the lowered graph(s) XNNPACK took (one graph module, or several: a program's
-    methods, summed): delegate partitions, the compute ops inside them, and the compute ops left
-    on ExecuTorch's portable kernels (op -> count); ``delegated_share`` = delegated / all compute ops."""
-    if not isinstance(graph_modules, (list, tuple)):
-        graph_modules = [graph_modules]
+def delegation_report(graph_modules: list) -> dict:
+    """How much of a lowered program XNNPACK took (the graph modules of its methods, summed):
+    delegate partitions, the compute ops inside them, and the compute ops left on ExecuTorch's
+    portable kernels (op -> count); ``delegated_share`` = delegated / all compute ops."""
     partitions, inside, outside = 0, 0, collections.Counter()
     for gm in graph_modules:
         partitions += sum(1 for n in gm.graph.nodes

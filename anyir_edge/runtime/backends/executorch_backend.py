@@ -90,7 +90,8 @@ class ExecuTorchBackend(Backend):
             check_signature(where, [tin], [tout], meta, warn=False)
             if dims[0] != 1:
                 raise EngineError(f"{where}: takes a batch of {dims[0]}, the runtime feeds 1 image")
-            by_size[(dims[2], dims[3])] = method
+            if name != "forward":  # a dynamic forward reports its upper bound, not a size it is built for
+                by_size[(dims[2], dims[3])] = method
         warn_untrusted(path, meta)  # once, not per method
         super().__init__(path, meta)
         if "forward" in methods:
