@@ -5,7 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+#: pytest-xdist worker ("gw0", ...) or None: the suite runs on 2 workers (setup.cfg), each on one
+#: core; tracing and lowering are single-threaded Python, so two of them at once use both cores
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+torch.set_num_threads(1 if XDIST_WORKER else min(2, os.cpu_count() or 1))
 
 # the console scripts (anyir-export, ...) of the environment running the tests, also when
 # pytest is started as .venv/bin/python -m pytest without activating the venv
@@ -14,6 +17,39 @@ if _bin not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+#: test files whose tests share session fixtures (small_pte, small_pte_sized) run on one worker
+_SHARED_GROUPS = {"test_executorch.py": "executorch", "test_cpp_runtime.py": "executorch"}
+#: the groups that take longest (CI durations), scheduled first; the rest in file order
+_LONG_FIRST = ("executorch", "test_precision.py", "test_export.py", "test_architectures.py", "test_coreml.py",
+               "test_bench.py")
+
+
+def _group(nodeid: str) -> str:
+    """A test's scheduling group: its file (a module-scoped fixture is built once, not once per
+    worker), the files of :data:`_SHARED_GROUPS` together."""
+    name = nodeid.split("::")[0].rsplit("/", 1)[-1]
+    return _SHARED_GROUPS.get(name, name)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist: whole groups (:func:`_group`) per worker, in collection order (``--dist
+    loadgroup``'s markers are not read by pytest-xdist 3.8 under pytest 9)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return ByGroup(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest groups first, so that neither worker is left with a long one at the end."""
+    rank = {g: i for i, g in enumerate(_LONG_FIRST)}
+    items.sort(key=lambda it: rank.get(_group(it.nodeid), len(rank)))
 
 
 def data_dir() -> Path:
