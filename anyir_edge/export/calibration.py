@@ -161,18 +161,20 @@ def calibration_batches(folder, shape, limit: int | None = None, degradations=No
     return batched(degraded_crops(folder, h, w, limit, degradations), n)
 
 
-def calibration_samples(calib=None, size: int = CALIB_SIZE, max_images: int | None = CALIB_MAX_IMAGES,
-                        degradations=None, log: Callable[[str], None] | None = None) -> tuple[list[np.ndarray], dict]:
-    """Calibration folder -> a list of (1, 3, size, size) degraded float32 samples and a description.
-    ``calib`` None: the shipped asset crops, with a warning."""
+def calibration_samples(calib=None, size: int | tuple[int, int] = CALIB_SIZE,
+                        max_images: int | None = CALIB_MAX_IMAGES, degradations=None,
+                        log: Callable[[str], None] | None = None) -> tuple[list[np.ndarray], dict]:
+    """Calibration folder -> a list of (1, 3, H, W) degraded float32 samples (``size``: H = W, or
+    (H, W)) and a description.  ``calib`` None: the shipped asset crops, with a warning."""
     from .. import degradations as D
 
+    h, w = (size, size) if isinstance(size, int) else size
     folder = resolve_folder(calib, log, degradations)
     degs = tuple(degradations or D.ORDER)
-    samples = [s[None] for s in degraded_crops(folder, size, size, max_images, degs)]
+    samples = [s[None] for s in degraded_crops(folder, h, w, max_images, degs)]
     if not samples:
         raise ExportError(f"--calib {folder}: none of its {len(calibration_files(folder))} image files could be decoded")
     desc = {"folder": str(folder) if calib is not None else f"built-in ({folder.name}/)",
             "images": len(samples) // len(degs), "degradations": list(degs), "samples": len(samples),
-            "crop": [size, size]}
+            "crop": [h, w]}
     return samples, desc

@@ -25,20 +25,29 @@ def mobile_module(model, fft: str) -> tuple[torch.nn.Module, str]:
     return _Padded(net).eval(), arch.deploy_form("mobile")
 
 
-def bounded_export(model, fft: str, max_side: int, log=lambda s: None):
-    """(``torch.export`` program of :func:`mobile_module` with H and W dynamic multiples of the
-    size multiple up to ``max_side``, deploy form's name)."""
-    from torch.export import Dim, export
+def bounded_spec(model, max_side: int) -> tuple[torch.Tensor, dict]:
+    """(example input, ``dynamic_shapes``) of a bounded program: batch 1, H and W dynamic
+    multiples of the size multiple up to ``max_side``."""
+    from torch.export import Dim
 
-    module, form = mobile_module(model, fft)
     m = model.size_multiple
     blocks = max_side // m
     shapes = {"x": {2: m * Dim("h_blocks", min=1, max=blocks), 3: m * Dim("w_blocks", min=1, max=blocks)}}
     # example input: H != W, both >= 2 blocks (torch.export specialises sizes 0 and 1), within the bound
     w_blocks = min(9, blocks)
     h_blocks = min(8, w_blocks - 1)
-    x = torch.rand(1, model.in_channels, h_blocks * m, w_blocks * m)
-    log(f"tracing the {form} form with torch.export (batch 1, H and W multiples of {m} up to {max_side}) ...")
+    return torch.rand(1, model.in_channels, h_blocks * m, w_blocks * m), shapes
+
+
+def bounded_export(model, fft: str, max_side: int, log=lambda s: None):
+    """(``torch.export`` program of :func:`mobile_module` with H and W dynamic multiples of the
+    size multiple up to ``max_side`` (:func:`bounded_spec`), deploy form's name)."""
+    from torch.export import export
+
+    module, form = mobile_module(model, fft)
+    x, shapes = bounded_spec(model, max_side)
+    log(f"tracing the {form} form with torch.export (batch 1, H and W multiples of {model.size_multiple} up to "
+        f"{max_side}) ...")
     with quiet():
         try:
             return export(module, (x,), dynamic_shapes=shapes), form

@@ -16,13 +16,15 @@ class ExecuTorchSettings:
     max_side: int | None                               # bounded dynamic H and W (None with sizes)
     sizes: tuple[tuple[int, int], ...] | None = None   # static methods, one per (H, W)
     precision: str = "fp32"
+    calib: str | None = None                           # --int8: the calibration folder (None: built-in)
+    search: bool = True                                # --int8: bisect for float convolutions below the gate
 
 
 class ExecuTorchTarget(Target):
-    format = Format("executorch", ("et", "pte", "xnnpack"), ".pte", frozenset({"fft", "max_side", "sizes"}),
+    format = Format("executorch", ("et", "pte", "xnnpack"), ".pte", frozenset({"fft", "max_side", "sizes", "int8", "calib", "search"}),
                     ("fold", "matmul"), False,
                     "ExecuTorch program (.pte, XNNPACK) for phones; batch 1, H and W up to --max-side, or one "
-                    "method per --sizes entry")
+                    "method per --sizes entry; --int8 (with --sizes)")
 
     def prepare(self, opts, fft):
         sizes = sizes_option(opts.get("sizes"))
@@ -30,11 +32,25 @@ class ExecuTorchTarget(Target):
             raise ExportError("--sizes and --max-side exclude each other: --sizes builds one static method per size, "
                               "--max-side one method for any H and W up to it")
         side = None if sizes else max_side_option(opts)
+        int8, calib = bool(opts.get("int8")), opts.get("calib")
+        if int8 and not sizes:
+            raise ExportError("--to executorch --int8 needs --sizes: XNNPACK fails at run time on quantized programs "
+                              "with dynamic H and W, so INT8 programs have one static method per size")
+        if calib is not None and not int8:
+            raise ExportError("--calib is only used with --int8")
+        if calib is not None:
+            from .. import precision as P
+
+            P.check_calib_folder(calib)  # one-line error before any work
         try:
             import executorch  # noqa: F401
         except ImportError:
             raise ExportError("--to executorch needs ExecuTorch: pip install anyir-edge[executorch]") from None
-        return ExecuTorchSettings(max_side=side, sizes=sizes)
+        return ExecuTorchSettings(max_side=side, sizes=sizes, precision="int8" if int8 else "fp32", calib=calib,
+                                  search=opts.get("search") is not False)
+
+    def stem_suffix(self, s: ExecuTorchSettings) -> str:
+        return "" if s.precision == "fp32" else f"-{s.precision}"  # never overwrites NAME.pte
 
     def fit_inputs(self, s: ExecuTorchSettings, inputs: list) -> list:
         return fit_to_sizes(s.sizes, inputs) if s.sizes else inputs  # static methods run only their sizes
@@ -65,7 +81,13 @@ class ExecuTorchTarget(Target):
             meta[artifact.MAX_SIDE] = str(s.max_side)
             shapes = f"H and W up to {s.max_side}"
         ctx.log(f"exporting {net.name or ctx.stem} to ExecuTorch (fft={ctx.fft}, {form} form, {shapes}) ...")
-        buf, report = executorch_export.lower(net, ctx.fft, meta, max_side=s.max_side, sizes=s.sizes, log=ctx.log)
+        reduced = None
+        if s.precision == "int8":
+            meta[artifact.PRECISION] = "int8"
+            buf, reduced = self._int8(ctx, s, meta)
+            report = reduced["delegation"]
+        else:
+            buf, report = executorch_export.lower(net, ctx.fft, meta, max_side=s.max_side, sizes=s.sizes, log=ctx.log)
         out = ctx.work / f"{ctx.stem}.pte"
         out.write_bytes(buf)
         outside = report["ops_outside_count"]
@@ -82,8 +104,35 @@ class ExecuTorchTarget(Target):
         else:
             cert_info.update(max_side=s.max_side, input_dims=[1, net.in_channels, f"{m}*k <= {s.max_side}",
                                                               f"{m}*k <= {s.max_side}"])
+        if reduced is not None:
+            cert_info.update(precision="int8", gate="min PSNR over all inputs >= threshold_db (int8)",
+                             reduced_precision=reduced)
         methods = f"{len(s.sizes)} static method(s)" if s.sizes else "dynamic H and W"
-        return Built(out, [], cert_info, f"fp32, {methods}, {report['partitions']} XNNPACK partition(s)")
+        return Built(out, [], cert_info, f"{s.precision}, {methods}, {report['partitions']} XNNPACK partition(s)")
+
+    def _int8(self, ctx: Context, s: ExecuTorchSettings, meta: dict) -> tuple[bytes, dict]:
+        """The INT8 program's bytes and its report (:mod:`anyir_edge.export.precision.executorch_int8`)."""
+        from .. import precision as P
+        from ..mobile_export import static_exports
+        from ..precision.executorch_int8 import ExecuTorchQuantizer, quantize_executorch
+
+        programs, _ = static_exports(ctx.net, ctx.fft, s.sizes, log=ctx.log)
+        descs = []
+
+        def samples_for(h, w):
+            samples, desc = P.calibration_samples(s.calib, (h, w), log=ctx.log if not descs else None)
+            descs.append(desc)
+            return samples
+
+        q = ExecuTorchQuantizer(programs, samples_for, meta, log=ctx.log)
+        desc = dict(descs[0], crop=[list(d["crop"]) for d in descs])
+        ctx.log(f"calibrating on {desc['samples']} samples per size ({desc['images']} images x "
+                f"{len(desc['degradations'])} degradations) from {desc['folder']} ...")
+        probe = P.ParityProbe(ctx.net, ctx.inputs, threads=ctx.threads)
+        buf, report = quantize_executorch(q, ctx.work, probe, ctx.threshold, search=s.search, log=ctx.log,
+                                          calib_desc=desc)
+        ctx.log(f"INT8: {len(report['quantized_nodes'])} convolutions quantized, {len(report['float_nodes'])} left float")
+        return buf, report
 
 
 TARGET = ExecuTorchTarget()

@@ -1,0 +1,65 @@
+"""``anyir-export --to executorch --int8 --sizes ...`` (issue #22): XNNPACK's pt2e quantizer on the
+mobile form's convolutions, one static method per size, certified on ExecuTorch's runtime
+against the 35 dB INT8 gate (:mod:`anyir_edge.export.precision.executorch_int8`).
+
+The network is conftest's small AnyIR (dim 8, one block per level) with one size, 32x32, so the
+quantized lowering takes a minute; calibration uses the built-in crops.
+"""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("executorch")
+
+from anyir_edge.export import ExportError, export  # noqa: E402
+from anyir_edge.runtime import Restorer  # noqa: E402
+
+from conftest import SMALL_ANYIR, export_small, perturbed  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def int8_pte(tmp_path_factory):
+    from anyir_edge.export.parity import parity_inputs
+
+    return export_small(perturbed("anyir-tiny", seed=4, **SMALL_ANYIR), tmp_path_factory.mktemp("et-int8"),
+                        to="executorch", int8=True, sizes="32", inputs=parity_inputs(max_side=128)[:3])
+
+
+def test_int8_program_passes_the_gate_with_the_rule_convolutions_float(int8_pte):
+    cert = json.loads(int8_pte.certificate_path.read_text())
+    assert int8_pte.path.name == "small-int8.pte"
+    assert cert["passed"] and cert["precision"] == "int8" and cert["threshold_db"] == 35
+    rp = cert["reduced_precision"]
+    assert rp["method"] == "static" and rp["quantized_nodes"] and rp["candidates"] > len(rp["quantized_nodes"])
+    why = set(rp["float_nodes_by_rule"].values())
+    assert {"reads the image", "writes the output"} <= why
+    assert set(rp["float_nodes"]) >= set(rp["float_nodes_by_rule"])
+    # static shapes: XNNPACK takes the whole quantized graph
+    assert cert["delegation"]["ops_outside_count"] == 0
+
+
+def test_the_restorer_runs_the_int8_program_near_pytorch(int8_pte):
+    from conftest import perturbed as net
+
+    model = net("anyir-tiny", seed=4, **SMALL_ANYIR)
+    rng = np.random.default_rng(3)
+    img = rng.random((30, 29, 3), dtype=np.float32) * 0.8 + 0.1  # pads to 32x32: one whole run
+    with Restorer.open(str(int8_pte.path), threads=1) as r:
+        assert r.metadata["anyir_edge.precision"] == "int8" and r.backend.sizes == ((32, 32),)
+        out = r.restore(img)
+    with Restorer.open(model, tile=0) as ref:
+        want = ref.restore(img)
+    assert 10 * np.log10(1 / np.mean((out - want) ** 2)) > 30
+
+
+@pytest.mark.parametrize("opts,match", [
+    ({"int8": True}, "needs --sizes"),
+    ({"int8": True, "max_side": 64}, "needs --sizes"),
+    ({"calib": "."}, "only used with --int8"),
+    ({"half": True, "sizes": "32"}, "executorch"),
+])
+def test_bad_int8_options_are_refused_before_any_work(tmp_path, opts, match):
+    with pytest.raises(ExportError, match=match):
+        export("anyir-paper-tiny", to="executorch", output=str(tmp_path), **opts)
+    assert not list(tmp_path.iterdir())
