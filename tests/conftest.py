@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: test files whose tests share session fixtures (small_pte, small_pte_sized) run on one worker
 _SHARED_GROUPS = {"test_executorch.py": "executorch", "test_cpp_runtime.py": "executorch"}
 #: the groups that take longest (CI durations), scheduled first; the rest in file order
-_LONG_FIRST = ("executorch", "test_precision.py", "test_export.py", "test_architectures.py", "test_coreml.py",
-               "test_bench.py")
+_LONG_FIRST = ("executorch", "test_precision.py", "test_executorch_int8.py", "test_export.py",
+               "test_architectures.py", "test_coreml.py", "test_bench.py")
 
 
 def _group(nodeid: str) -> str:
