@@ -231,9 +231,10 @@ class Bench:
 
         to = _backends.get(backend).export_target
         extra = {"fp16": {"half": True}, "int8": {"int8": True}}.get(precision, {})
-        if backend == "executorch":  # built for the largest benchmarked size (memory is planned for it)
-            extra["max_side"] = max(32, -(-max(self.s.sizes) // 8) * 8)
-        if backend == "litert":  # static shapes: one signature per benchmarked size
+        if backend in ("executorch", "litert"):
+            # static shapes, one method / signature per benchmarked size: what a phone app ships for a
+            # fixed camera size; ExecuTorch plans each method's memory for its own size (a --max-side
+            # program plans every run for the bound, and XNNPACK takes the whole static graph)
             extra["sizes"] = ",".join(str(max(16, -(-size // 8) * 8)) for size in self.s.sizes)
         if backend == "tensorrt" and precision == "int8":
             raise BenchError("tensorrt int8 needs a calibration folder (anyir-export --to trt --int8 --calib DIR)")
