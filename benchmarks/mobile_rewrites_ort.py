@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Issue #21: which of AnyIR's mobile-form rewrites (``anyir_edge/models/anyir/mobile.py``) pay
+on ONNX Runtime, one at a time.  The whole mobile form as the ORT engine's form was mixed
+(0.93-1.05x the CPU form, stop 27), so the rewrites are peeled off cumulatively:
+
+    cpu                the CPU deploy form (what ``anyir-export --to onnx`` ships)
+    blocks             the block rewrites only: q / k / v and GatedDA's expansion as separate
+                       convolutions, LayerNorm's affine and the even / odd channel split folded
+                       into the convolutions that read it, fusion + project_out as one
+                       convolution of cat(a + s(g), g + s(a), a + g); LayerNorm, the 7x7
+                       depthwise and pixel (un)shuffle as in the CPU form
+    +resample          ... and down / up sampling as one strided (transposed) convolution
+    +split-7x7         ... and GatedDA's 7x7 depthwise as three 7x3 pieces
+    mobile             ... and LayerNorm as channel-mean convolutions: the whole mobile form
+
+Each is exported like ``anyir-export --to onnx`` (TorchScript trace with --fft fold, onnxsim)
+and run by ONNX Runtime at 224 and 512 on a real photo crop; interleaved, median of N after a
+warm-up, in one process, one session per variant.  Every variant is exact (max abs difference
+to the CPU form printed).  Results: ``benchmarks/results/mobile-rewrites-ort.{md,json}``.
+
+    python benchmarks/mobile_rewrites_ort.py --models anyir-tiny,anyir --threads 1 2 --runs 5
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import datetime
+import importlib
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from anyir_edge.bench import bench_input, random_model
+from anyir_edge.export import onnx_export
+from anyir_edge.models import get_architecture
+from anyir_edge.models.deploy import replace_modules
+
+M = importlib.import_module("anyir_edge.models.anyir.mobile")  # the package exports a function of that name
+VARIANTS = ("cpu", "blocks", "+resample", "+split-7x7", "mobile")
+RESULTS = Path(__file__).parent / "results"
+
+
+def _keep_layernorm(norm):
+    """``norm_parts`` that keeps the LayerNorm (its affine inside it): the convolutions that read
+    it fold a weight of ones (only the channel selection)."""
+    ln = getattr(norm, "body", norm)
+    return copy.deepcopy(norm), torch.ones(ln.weight.numel()), None
+
+
+def build(model, variant: str):
+    """``model`` in the deploy form ``variant`` (see the module docstring)."""
+    arch = get_architecture(model)
+    if variant == "cpu":
+        return arch.deploy_copy(model, "cpu")
+    if variant == "mobile":
+        return arch.deploy_copy(model, "mobile")
+    out = arch.deploy_copy(model, "cpu")
+    patches = {"norm_parts": _keep_layernorm}
+    if variant in ("blocks", "+resample"):
+        patches["fast_depthwise"] = lambda conv: conv
+    saved = {k: getattr(M, k) for k in patches}
+    try:
+        for k, v in patches.items():
+            setattr(M, k, v)
+        replace_modules(out, M.Block, M.MobileBlock)
+        if variant != "blocks":
+            replace_modules(out, M.Resample, M._resample)
+    finally:
+        for k, v in saved.items():
+            setattr(M, k, v)
+    return out.eval()
+
+
+@contextlib.contextmanager
+def _as_is(arch):
+    """``onnx_export.trace`` takes the given module as the deploy form (it is one already)."""
+    old = type(arch).deploy_copy
+    type(arch).deploy_copy = lambda self, m, form="cpu": copy.deepcopy(m).eval()
+    try:
+        yield
+    finally:
+        type(arch).deploy_copy = old
+
+
+def export_variant(model, variant: str, folder: Path) -> Path:
+    net = build(model, variant)
+    path = folder / f"{variant.strip('+')}.onnx"
+    with _as_is(get_architecture(model)):
+        onnx_export.trace(net, str(path), "fold")
+    onnx_export.finalize(str(path), {})
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="anyir-tiny,anyir", help="comma-separated configurations (random weights)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[224, 512])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per variant (interleaved), after one warm-up")
+    ap.add_argument("--out", default=str(RESULTS / "mobile-rewrites-ort"), help="output stem (.md and .json)")
+    a = ap.parse_args(argv)
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="anyir-rewrites-"))
+    for name in a.models.split(","):
+        model = random_model(name)
+        folder = tmp / name
+        folder.mkdir()
+        paths = {}
+        for v in VARIANTS:
+            t = time.time()
+            paths[v] = export_variant(model, v, folder)
+            print(f"{name} {v}: exported in {time.time() - t:.0f} s", flush=True)
+        for threads in a.threads:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+            sess = {v: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for v, p in paths.items()}
+            for size in a.sizes:
+                x = np.ascontiguousarray(bench_input(size))
+                outs = {v: s.run(None, {s.get_inputs()[0].name: x})[0] for v, s in sess.items()}  # warm-up
+                times = {v: [] for v in sess}
+                for _ in range(a.runs):
+                    for v, s in sess.items():
+                        t = time.perf_counter()
+                        s.run(None, {s.get_inputs()[0].name: x})
+                        times[v].append(time.perf_counter() - t)
+                med = {v: statistics.median(t) * 1000 for v, t in times.items()}
+                row = {"model": name, "threads": threads, "size": size,
+                       "ms": {v: round(m, 1) for v, m in med.items()},
+                       "ratio_to_cpu": {v: round(m / med["cpu"], 3) for v, m in med.items()},
+                       "max_abs_vs_cpu": {v: float(np.abs(o - outs["cpu"]).max()) for v, o in outs.items()}}
+                rows.append(row)
+                print(name, threads, size, {v: f"{m:.0f} ms ({row['ratio_to_cpu'][v]:.3f})" for v, m in med.items()},
+                      flush=True)
+            del sess
+    cmd = " ".join(["python benchmarks/mobile_rewrites_ort.py", *(sys.argv[1:] if argv is None else argv)])
+    meta = {"cpu": cpu, "when": when, "command": cmd, "runs": a.runs, "onnxruntime": ort.__version__,
+            "torch": torch.__version__, "weights": "random (anyir_edge.bench.random_model, seed 0)"}
+    Path(a.out + ".json").write_text(json.dumps({"environment": meta, "rows": rows}, indent=1))
+    md = [f"# AnyIR's mobile rewrites on ONNX Runtime, one at a time ({cpu}, {when})", "",
+          f"Command: `{cmd}`; ONNX Runtime {ort.__version__}; medians of {a.runs} interleaved runs after a warm-up; "
+          "random weights. Ratio = latency / the CPU form's (what `anyir-export --to onnx` ships); each variant "
+          "adds one rewrite to the one before (see the script's docstring).", "",
+          "| model | threads | size | " + " | ".join(VARIANTS) + " | max abs vs cpu |",
+          "|---|---|---|" + "---|" * len(VARIANTS) + "---|"]
+    for r in rows:
+        cells = [f"{r['ms'][v]:.0f} ms ({r['ratio_to_cpu'][v]:.3f})" for v in VARIANTS]
+        md.append(f"| {r['model']} | {r['threads']} | {r['size']} | " + " | ".join(cells)
+                  + f" | {max(r['max_abs_vs_cpu'].values()):.1e} |")
+    Path(a.out + ".md").write_text("\n".join(md) + "\n")
+    print("wrote", a.out + ".md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
