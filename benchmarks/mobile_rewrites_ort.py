@@ -4,6 +4,9 @@ on ONNX Runtime, one at a time.  The whole mobile form as the ORT engine's form 
 (0.93-1.05x the CPU form, stop 27), so the rewrites are peeled off cumulatively:
 
     cpu                the CPU deploy form (what ``anyir-export --to onnx`` ships)
+    folds              the CPU form with only the copy-removing block rewrites: the even / odd
+                       channel split folded into ``qkv`` (kept one convolution) and a selection
+                       convolution, fusion + project_out as one convolution; no extra nodes
     blocks             the block rewrites only: q / k / v and GatedDA's expansion as separate
                        convolutions, LayerNorm's affine and the even / odd channel split folded
                        into the convolutions that read it, fusion + project_out as one
@@ -43,9 +46,10 @@ from anyir_edge.bench import bench_input, random_model
 from anyir_edge.export import onnx_export
 from anyir_edge.models import get_architecture
 from anyir_edge.models.deploy import replace_modules
+from anyir_edge.models.layers import channel_attention
 
 M = importlib.import_module("anyir_edge.models.anyir.mobile")  # the package exports a function of that name
-VARIANTS = ("cpu", "blocks", "+resample", "+split-7x7", "mobile")
+VARIANTS = ("cpu", "folds", "blocks", "+resample", "+split-7x7", "mobile")
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -56,11 +60,42 @@ def _keep_layernorm(norm):
     return copy.deepcopy(norm), torch.ones(ln.weight.numel()), None
 
 
+class FoldsBlock(torch.nn.Module):
+    """A CPU-form AnyIR block with the even / odd split and the fusion folded into convolutions
+    (the ``folds`` variant)."""
+
+    def __init__(self, block):
+        super().__init__()
+        attn = block.attn
+        dim = attn.project_out.out_channels
+        half, ones = dim // 2, torch.ones(dim)
+        even, odd = torch.arange(0, dim, 2), torch.arange(1, dim, 2)
+        self.norm1, self.norm2, self.ffn = block.norm1, block.norm2, block.ffn
+        self.to_qkv = M.fold_affine_into_conv(attn.qkv, ones, None, even)
+        self.qkv_dwconv, self.heads, self.temperature = attn.qkv_dwconv, attn.heads, attn.temperature
+        self.to_odd = M.fold_affine_into_conv(M.conv_from_matrix(torch.eye(half)), ones, None, odd)
+        self.gda = attn.gatedcnn
+        w, lam = attn.project_out.weight.detach()[:, :, 0, 0], attn.lam.detach()
+        wcat = torch.cat([lam * w[:, :half], lam * w[:, half:], (1 - lam) * (w[:, 0::2] + w[:, 1::2])], dim=1)
+        self.fuse = M.conv_from_matrix(wcat, attn.project_out.bias.detach() if attn.project_out.bias is not None
+                                       else None)
+
+    def forward(self, x):
+        y = self.norm1(x)
+        q, k, v = self.qkv_dwconv(self.to_qkv(y)).chunk(3, dim=1)
+        a = channel_attention(q, k, v, self.heads, self.temperature)
+        g = self.gda(self.to_odd(y))
+        x = x + self.fuse(torch.cat([a + torch.sigmoid(g), g + torch.sigmoid(a), a + g], dim=1))
+        return x + self.ffn(self.norm2(x))
+
+
 def build(model, variant: str):
     """``model`` in the deploy form ``variant`` (see the module docstring)."""
     arch = get_architecture(model)
     if variant == "cpu":
         return arch.deploy_copy(model, "cpu")
+    if variant == "folds":
+        return replace_modules(arch.deploy_copy(model, "cpu"), M.Block, FoldsBlock).eval()
     if variant == "mobile":
         return arch.deploy_copy(model, "mobile")
     out = arch.deploy_copy(model, "cpu")
@@ -105,9 +140,15 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="anyir-tiny,anyir", help="comma-separated configurations (random weights)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[224, 512])
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help=f"comma-separated subset of {', '.join(VARIANTS)} (cpu is always measured: the reference)")
     ap.add_argument("--runs", type=int, default=5, help="timed runs per variant (interleaved), after one warm-up")
     ap.add_argument("--out", default=str(RESULTS / "mobile-rewrites-ort"), help="output stem (.md and .json)")
     a = ap.parse_args(argv)
+    unknown = set(a.variants.split(",")) - set(VARIANTS)
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
+    variants = [v for v in VARIANTS if v == "cpu" or v in a.variants.split(",")]
     cpu = platform.processor() or platform.machine()
     try:
         cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
@@ -121,7 +162,7 @@ def main(argv=None) -> int:
         folder = tmp / name
         folder.mkdir()
         paths = {}
-        for v in VARIANTS:
+        for v in variants:
             t = time.time()
             paths[v] = export_variant(model, v, folder)
             print(f"{name} {v}: exported in {time.time() - t:.0f} s", flush=True)
@@ -155,10 +196,10 @@ def main(argv=None) -> int:
           f"Command: `{cmd}`; ONNX Runtime {ort.__version__}; medians of {a.runs} interleaved runs after a warm-up; "
           "random weights. Ratio = latency / the CPU form's (what `anyir-export --to onnx` ships); each variant "
           "adds one rewrite to the one before (see the script's docstring).", "",
-          "| model | threads | size | " + " | ".join(VARIANTS) + " | max abs vs cpu |",
-          "|---|---|---|" + "---|" * len(VARIANTS) + "---|"]
+          "| model | threads | size | " + " | ".join(variants) + " | max abs vs cpu |",
+          "|---|---|---|" + "---|" * len(variants) + "---|"]
     for r in rows:
-        cells = [f"{r['ms'][v]:.0f} ms ({r['ratio_to_cpu'][v]:.3f})" for v in VARIANTS]
+        cells = [f"{r['ms'][v]:.0f} ms ({r['ratio_to_cpu'][v]:.3f})" for v in variants]
         md.append(f"| {r['model']} | {r['threads']} | {r['size']} | " + " | ".join(cells)
                   + f" | {max(r['max_abs_vs_cpu'].values()):.1e} |")
     Path(a.out + ".md").write_text("\n".join(md) + "\n")
