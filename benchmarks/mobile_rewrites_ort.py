@@ -75,10 +75,7 @@ class FoldsBlock(torch.nn.Module):
         self.qkv_dwconv, self.heads, self.temperature = attn.qkv_dwconv, attn.heads, attn.temperature
         self.to_odd = M.fold_affine_into_conv(M.conv_from_matrix(torch.eye(half)), ones, None, odd)
         self.gda = attn.gatedcnn
-        w, lam = attn.project_out.weight.detach()[:, :, 0, 0], attn.lam.detach()
-        wcat = torch.cat([lam * w[:, :half], lam * w[:, half:], (1 - lam) * (w[:, 0::2] + w[:, 1::2])], dim=1)
-        self.fuse = M.conv_from_matrix(wcat, attn.project_out.bias.detach() if attn.project_out.bias is not None
-                                       else None)
+        self.fuse = M.fused_projection(attn)
 
     def forward(self, x):
         y = self.norm1(x)

@@ -55,6 +55,16 @@ def _split_rows(conv: nn.Conv2d, sizes) -> list[nn.Conv2d]:
     return out
 
 
+def fused_projection(attn) -> nn.Conv2d:
+    """The block's fusion + ``project_out`` (frequency path in its exact "fold" form) as one 1x1
+    convolution of ``cat(a + s(g), g + s(a), a + g)``: W' = [lam W_1 | lam W_2 | (1 - lam)(W_even + W_odd)]."""
+    half = attn.project_out.out_channels // 2
+    w, lam = attn.project_out.weight.detach()[:, :, 0, 0], attn.lam.detach()
+    wcat = torch.cat([lam * w[:, :half], lam * w[:, half:], (1 - lam) * (w[:, 0::2] + w[:, 1::2])], dim=1)
+    bias = attn.project_out.bias.detach() if attn.project_out.bias is not None else None
+    return conv_from_matrix(wcat, bias)
+
+
 class MobileBlock(nn.Module):
     """One AnyIR block (CPU deploy form) in the mobile form; see the module docstring."""
 
@@ -86,11 +96,7 @@ class MobileBlock(nn.Module):
             self.W_gate.weight.copy_(gda.gate.W_gate.weight[:, :c + n])
         self.W_proj = gda.gate.W_proj
         self.gate_eps = gda.gate.eps
-        # fusion + project_out as one convolution of cat(a + s(g), g + s(a), a + g)
-        w, lam = attn.project_out.weight.detach()[:, :, 0, 0], attn.lam.detach()
-        wcat = torch.cat([lam * w[:, :half], lam * w[:, half:], (1 - lam) * (w[:, 0::2] + w[:, 1::2])], dim=1)
-        bias = attn.project_out.bias.detach() if attn.project_out.bias is not None else None
-        self.fuse = conv_from_matrix(wcat, bias)
+        self.fuse = fused_projection(attn)
         # FFN: LayerNorm's affine part into both branches' input convolutions
         self.norm2, w2, b2 = norm_parts(block.norm2)
         if not isinstance(ffn, DeployGDFN):
