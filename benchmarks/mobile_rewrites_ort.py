@@ -31,7 +31,6 @@ import copy
 import datetime
 import importlib
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from anyir_edge.export import onnx_export
 from anyir_edge.models import get_architecture
 from anyir_edge.models.deploy import replace_modules
 from anyir_edge.models.layers import channel_attention
+from anyir_edge.runtime.backends import cpu_info
 
 M = importlib.import_module("anyir_edge.models.anyir.mobile")  # the package exports a function of that name
 VARIANTS = ("cpu", "folds", "blocks", "+resample", "+split-7x7", "mobile")
@@ -146,11 +146,7 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
     variants = [v for v in VARIANTS if v == "cpu" or v in a.variants.split(",")]
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_info()["model"]
     when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="anyir-rewrites-"))
