@@ -34,7 +34,9 @@ class FakeBench(B.Bench):
 
     noise = 0.0
 
-    def artifact_for(self, backend, precision):
+    def artifact_for(self, backend, precision, log=None):
+        if log:
+            log(f"{backend} step 1\nsecond line")
         if backend == "openvino":
             raise RuntimeError("converter exploded")
         return self.checkpoint
@@ -76,6 +78,16 @@ def test_parity_is_computed_and_can_fail(ckpt, tmp_path, monkeypatch, noise, exp
     assert rows[("torch", 16)]["megapixels_per_s"] == pytest.approx(16 * 16 / 1e6 / 0.02)
 
 
+def test_export_progress_reaches_the_log(ckpt, tmp_path):
+    # without a bar, every exporter step is one line (a long ExecuTorch INT8 export must not look hung)
+    lines = []
+    bench = FakeBench(_settings(ckpt, tmp_path, backends=("torch", "onnxruntime"), sizes=(16,)), progress=False,
+                      log=lines.append)
+    bench.rows()
+    assert lines == ["anyir-bench: torch fp32 export: torch step 1",
+                     "anyir-bench: onnxruntime fp32 export: onnxruntime step 1"]
+
+
 def test_counts_equal_the_model(ckpt, tmp_path, tiny_model):
     bench = FakeBench(_settings(ckpt, tmp_path, backends=("torch",)), progress=False)
     rows = bench.rows()
@@ -110,6 +122,7 @@ def test_cli_end_to_end_json_schema_and_gate(ckpt, tmp_path):
     assert rows["onnxruntime"]["status"] == "ok" and rows["onnxruntime"]["parity_psnr_db"] >= 60
     assert rows["onnxruntime"]["artifact_mb"] > 0 and rows["onnxruntime"]["peak_rss_mb"] > 50
     assert rows["tensorrt"]["status"] == "skipped"
+    assert "anyir-bench: onnxruntime fp32 export: " in r.stderr  # the exporter's steps, not a silent wait
     # the machine's GEMM peak, measured once in this run, and each engine's share of it
     peak = env["gemm_peak_gflops"]
     assert peak > 1.0

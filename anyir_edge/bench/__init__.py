@@ -223,8 +223,11 @@ class Bench:
             return p
         return save_model(self.model, self.workdir / f"{self.model.name or 'model'}.safetensors")
 
-    def artifact_for(self, backend: str, precision: str) -> Path:
-        """The engine file for (backend, precision); raises on export failure."""
+    def artifact_for(self, backend: str, precision: str, log=None) -> Path:
+        """The engine file for (backend, precision); raises on export failure.
+
+        ``log`` gets the exporter's progress lines (an ExecuTorch INT8 export calibrates and lowers for
+        tens of minutes; without them a run looks hung)."""
         if backend == "torch":
             return self.checkpoint
         from ..export import export
@@ -240,8 +243,18 @@ class Bench:
             raise BenchError("tensorrt int8 needs a calibration folder (anyir-export --to trt --int8 --calib DIR)")
         # the exporter's own parity inputs and gates: an engine anyir-export refuses is not benchmarked
         res = export(self.model, to=to, output=self.workdir / f"{backend}-{precision}",
-                     threads=self.s.threads, log=lambda m: None, **extra)
+                     threads=self.s.threads, log=log or (lambda m: None), **extra)
         return res.path
+
+    def _export_log(self, bar, backend: str, precision: str):
+        """Export progress: the bar's postfix when there is a bar, else one line per step on ``self.log``."""
+        def log(msg: str) -> None:
+            msg = first_line(msg)
+            if self.progress:
+                bar.set_postfix_str(f"{backend} {precision}: {msg}"[:100])
+            else:
+                self.log(f"anyir-bench: {backend} {precision} export: {msg}")
+        return log
 
     def run(self, backend: str, artifact: Path, size: int, x_path: Path) -> dict:
         spec = {"backend": backend, "artifact": str(artifact), "size": size, "threads": self.s.threads,
@@ -280,7 +293,7 @@ class Bench:
             if skip is None:
                 bar.set_postfix_str(f"{backend} {precision}: export")
                 try:
-                    artifact = self.artifact_for(backend, precision)
+                    artifact = self.artifact_for(backend, precision, log=self._export_log(bar, backend, precision))
                     share = delegated_share(artifact)
                 except ParityError as e:  # the gate it missed; the rejected engine's temporary path means nothing here
                     err = f"{e.failure}: engine rejected" if e.failure else first_line(e)
