@@ -11,7 +11,7 @@ median (5 at 224, 3 at 512).
 1.001x / 1.006x the LayerNormalization graph at 224 / 512 (max abs difference 1.9e-6): kept as is.
 """
 import copy, statistics, sys, tempfile, time
-import numpy as np, torch, torch.nn.functional as F
+import numpy as np, torch
 from torch import nn
 import onnxruntime as ort
 from anyir_edge.bench import random_model, bench_input

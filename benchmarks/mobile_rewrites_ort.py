@@ -31,7 +31,6 @@ import copy
 import datetime
 import importlib
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from _timing import interleaved_medians
 from anyir_edge.bench import bench_input, random_model
 from anyir_edge.export import onnx_export
 from anyir_edge.models import get_architecture
@@ -165,14 +165,9 @@ def main(argv=None) -> int:
             sess = {v: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for v, p in paths.items()}
             for size in a.sizes:
                 x = np.ascontiguousarray(bench_input(size))
-                outs = {v: s.run(None, {s.get_inputs()[0].name: x})[0] for v, s in sess.items()}  # warm-up
-                times = {v: [] for v in sess}
-                for _ in range(a.runs):
-                    for v, s in sess.items():
-                        t = time.perf_counter()
-                        s.run(None, {s.get_inputs()[0].name: x})
-                        times[v].append(time.perf_counter() - t)
-                med = {v: statistics.median(t) * 1000 for v, t in times.items()}
+                runs = {v: (lambda s=s: s.run(None, {s.get_inputs()[0].name: x})[0]) for v, s in sess.items()}
+                outs = {v: f() for v, f in runs.items()}  # warm-up
+                med = interleaved_medians(runs, a.runs)
                 row = {"model": name, "threads": threads, "size": size,
                        "ms": {v: round(m, 1) for v, m in med.items()},
                        "ratio_to_cpu": {v: round(m / med["cpu"], 3) for v, m in med.items()},
