@@ -28,10 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import datetime
 import importlib
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +37,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from _timing import interleaved_medians
+from _variants import chosen_variants, compare_row, started, write_results
 from anyir_edge.bench import bench_input, random_model
 from anyir_edge.export import onnx_export
 from anyir_edge.models import get_architecture
@@ -142,12 +139,9 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=5, help="timed runs per variant (interleaved), after one warm-up")
     ap.add_argument("--out", default=str(RESULTS / "mobile-rewrites-ort"), help="output stem (.md and .json)")
     a = ap.parse_args(argv)
-    unknown = set(a.variants.split(",")) - set(VARIANTS)
-    if unknown:
-        ap.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
-    variants = [v for v in VARIANTS if v == "cpu" or v in a.variants.split(",")]
-    cpu = cpu_info()["model"]
-    when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    variants = chosen_variants(ap, a.variants, VARIANTS)
+    meta = {"cpu": cpu_info()["model"], "when": started(), "runs": a.runs, "onnxruntime": ort.__version__,
+            "torch": torch.__version__, "weights": "random (anyir_edge.bench.random_model, seed 0)"}
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="anyir-rewrites-"))
     for name in a.models.split(","):
@@ -166,32 +160,16 @@ def main(argv=None) -> int:
             for size in a.sizes:
                 x = np.ascontiguousarray(bench_input(size))
                 runs = {v: (lambda s=s: s.run(None, {s.get_inputs()[0].name: x})[0]) for v, s in sess.items()}
-                outs = {v: f() for v, f in runs.items()}  # warm-up
-                med = interleaved_medians(runs, a.runs)
-                row = {"model": name, "threads": threads, "size": size,
-                       "ms": {v: round(m, 1) for v, m in med.items()},
-                       "ratio_to_cpu": {v: round(m / med["cpu"], 3) for v, m in med.items()},
-                       "max_abs_vs_cpu": {v: float(np.abs(o - outs["cpu"]).max()) for v, o in outs.items()}}
+                row = compare_row(runs, a.runs, "cpu", model=name, threads=threads, size=size)
                 rows.append(row)
-                print(name, threads, size, {v: f"{m:.0f} ms ({row['ratio_to_cpu'][v]:.3f})" for v, m in med.items()},
+                print(name, threads, size, {v: f"{m:.0f} ms ({row['ratio_to_cpu'][v]:.3f})" for v, m in row["ms"].items()},
                       flush=True)
             del sess
-    cmd = " ".join(["python benchmarks/mobile_rewrites_ort.py", *(sys.argv[1:] if argv is None else argv)])
-    meta = {"cpu": cpu, "when": when, "command": cmd, "runs": a.runs, "onnxruntime": ort.__version__,
-            "torch": torch.__version__, "weights": "random (anyir_edge.bench.random_model, seed 0)"}
-    Path(a.out + ".json").write_text(json.dumps({"environment": meta, "rows": rows}, indent=1))
-    md = [f"# AnyIR's mobile rewrites on ONNX Runtime, one at a time ({cpu}, {when})", "",
-          f"Command: `{cmd}`; ONNX Runtime {ort.__version__}; medians of {a.runs} interleaved runs after a warm-up; "
-          "random weights. Ratio = latency / the CPU form's (what `anyir-export --to onnx` ships); each variant "
-          "adds one rewrite to the one before (see the script's docstring).", "",
-          "| model | threads | size | " + " | ".join(variants) + " | max abs vs cpu |",
-          "|---|---|---|" + "---|" * len(variants) + "---|"]
-    for r in rows:
-        cells = [f"{r['ms'][v]:.0f} ms ({r['ratio_to_cpu'][v]:.3f})" for v in variants]
-        md.append(f"| {r['model']} | {r['threads']} | {r['size']} | " + " | ".join(cells)
-                  + f" | {max(r['max_abs_vs_cpu'].values()):.1e} |")
-    Path(a.out + ".md").write_text("\n".join(md) + "\n")
-    print("wrote", a.out + ".md")
+    write_results(a.out, "mobile_rewrites_ort.py", argv, meta, rows, variants,
+                  "AnyIR's mobile rewrites on ONNX Runtime, one at a time",
+                  f"ONNX Runtime {ort.__version__}; medians of {a.runs} interleaved runs after a warm-up; random weights. "
+                  "Ratio = latency / the CPU form's (what `anyir-export --to onnx` ships); each variant adds one rewrite "
+                  "to the one before (see the script's docstring).")
     return 0
 
 

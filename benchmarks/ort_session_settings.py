@@ -23,16 +23,13 @@ size and thread count.  Keep a setting only if it wins at both 224 and 512.  Res
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from _timing import interleaved_medians
+from _variants import chosen_variants, compare_row, started, write_results
 from anyir_edge.bench import bench_input, random_model
 from anyir_edge.export import export
 from anyir_edge.models.checkpoint import load_model
@@ -73,12 +70,10 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=7, help="timed runs per variant (interleaved), after one warm-up")
     ap.add_argument("--out", default=str(RESULTS / "ort-session-settings"), help="output stem (.md and .json)")
     a = ap.parse_args(argv)
-    unknown = set(a.variants.split(",")) - set(VARIANTS)
-    if unknown:
-        ap.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
-    variants = [v for v in VARIANTS if v == "ours" or v in a.variants.split(",")]
-    cpu = cpu_info()["model"]
-    when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    variants = chosen_variants(ap, a.variants, VARIANTS)
+    weights = "random (anyir_edge.bench.random_model, seed 0)" if a.random_weights else "as given"
+    meta = {"cpu": cpu_info()["model"], "when": started(), "runs": a.runs, "onnxruntime": ort.__version__,
+            "weights": weights}
     rows = []
     tmp = Path(tempfile.mkdtemp(prefix="anyir-ort-settings-"))
     for i, name in enumerate(a.models.split(",")):
@@ -91,32 +86,16 @@ def main(argv=None) -> int:
             for size in a.sizes:
                 x = np.ascontiguousarray(bench_input(size))
                 runs = {v: (lambda s=s: s.run(None, {s.get_inputs()[0].name: x})[0]) for v, s in sess.items()}
-                outs = {v: f() for v, f in runs.items()}  # warm-up
-                med = interleaved_medians(runs, a.runs)
-                row = {"model": label, "threads": threads, "size": size,
-                       "ms": {v: round(m, 1) for v, m in med.items()},
-                       "ratio_to_ours": {v: round(m / med["ours"], 3) for v, m in med.items()},
-                       "max_abs_vs_ours": {v: float(np.abs(o - outs["ours"]).max()) for v, o in outs.items()}}
+                row = compare_row(runs, a.runs, "ours", model=label, threads=threads, size=size)
                 rows.append(row)
-                print(label, threads, size, {v: f"{m:.0f} ms ({row['ratio_to_ours'][v]:.3f})" for v, m in med.items()},
+                print(label, threads, size, {v: f"{m:.0f} ms ({row['ratio_to_ours'][v]:.3f})" for v, m in row["ms"].items()},
                       flush=True)
             del sess
-    cmd = " ".join(["python benchmarks/ort_session_settings.py", *(sys.argv[1:] if argv is None else argv)])
-    meta = {"cpu": cpu, "when": when, "command": cmd, "runs": a.runs, "onnxruntime": ort.__version__,
-            "weights": "random (anyir_edge.bench.random_model, seed 0)" if a.random_weights else "given"}
-    Path(a.out + ".json").write_text(json.dumps({"environment": meta, "rows": rows}, indent=1))
-    md = [f"# ONNX Runtime session settings on the ONNX engine, one at a time ({cpu}, {when})", "",
-          f"Command: `{cmd}`; ONNX Runtime {ort.__version__}; medians of {a.runs} interleaved runs after a warm-up; "
-          f"weights: {meta['weights']}. Ratio = latency / ours (the runtime's settings today; see the script's "
-          "docstring for each variant).", "",
-          "| model | threads | size | " + " | ".join(variants) + " | max abs vs ours |",
-          "|---|---|---|" + "---|" * len(variants) + "---|"]
-    for r in rows:
-        cells = [f"{r['ms'][v]:.0f} ms ({r['ratio_to_ours'][v]:.3f})" for v in variants]
-        md.append(f"| {r['model']} | {r['threads']} | {r['size']} | " + " | ".join(cells)
-                  + f" | {max(r['max_abs_vs_ours'].values()):.1e} |")
-    Path(a.out + ".md").write_text("\n".join(md) + "\n")
-    print("wrote", a.out + ".md")
+    write_results(a.out, "ort_session_settings.py", argv, meta, rows, variants,
+                  "ONNX Runtime session settings on the ONNX engine, one at a time",
+                  f"ONNX Runtime {ort.__version__}; medians of {a.runs} interleaved runs after a warm-up; weights: "
+                  f"{weights}. Ratio = latency / ours (the runtime's settings today; see the script's docstring for "
+                  "each variant).")
     return 0
 
 

@@ -1,0 +1,70 @@
+"""What the scripts that compare *variants* of one engine share (``mobile_rewrites_ort.py``,
+``ort_session_settings.py``): the variant option, interleaved timing (a slow spell of the machine
+hits every variant alike) and the results written as JSON and a Markdown table."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+def chosen_variants(ap: argparse.ArgumentParser, text: str, known: tuple[str, ...]) -> list[str]:
+    """The variants named in ``text`` (comma-separated) in ``known``'s order, always with the
+    reference ``known[0]``; an unknown name is an argparse error."""
+    asked = text.split(",")
+    unknown = set(asked) - set(known)
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(known)}")
+    return [v for v in known if v == known[0] or v in asked]
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    """{name: median milliseconds} of ``runs`` rounds, each calling every function once in order
+    (warm up before calling this)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) * 1000 for name, ts in times.items()}
+
+
+def compare_row(fns: dict[str, Callable[[], np.ndarray]], runs: int, ref: str, **fields) -> dict:
+    """One result row: every variant's output once (the warm-up, and its max abs difference to
+    ``ref``'s), then the medians of ``runs`` interleaved rounds and their ratios to ``ref``'s."""
+    outs = {v: f() for v, f in fns.items()}
+    med = interleaved_medians(fns, runs)
+    return {**fields, "ms": {v: round(m, 1) for v, m in med.items()},
+            f"ratio_to_{ref}": {v: round(m / med[ref], 3) for v, m in med.items()},
+            f"max_abs_vs_{ref}": {v: float(np.abs(o - outs[ref]).max()) for v, o in outs.items()}}
+
+
+def started() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_results(stem: str, script: str, argv, meta: dict, rows: list[dict], variants: list[str], title: str,
+                  intro: str) -> None:
+    """``stem.json`` (``meta`` + the command, and ``rows``) and ``stem.md`` (a table: model, threads,
+    size, each variant's median and ratio to the reference ``variants[0]``, the largest difference)."""
+    ref = variants[0]
+    cmd = " ".join([f"python benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
+    meta = {**meta, "command": cmd}
+    Path(stem + ".json").write_text(json.dumps({"environment": meta, "rows": rows}, indent=1))
+    md = [f"# {title} ({meta['cpu']}, {meta['when']})", "", f"Command: `{cmd}`; {intro}", "",
+          "| model | threads | size | " + " | ".join(variants) + f" | max abs vs {ref} |",
+          "|---|---|---|" + "---|" * len(variants) + "---|"]
+    for r in rows:
+        cells = [f"{r['ms'][v]:.0f} ms ({r[f'ratio_to_{ref}'][v]:.3f})" for v in variants]
+        md.append(f"| {r['model']} | {r['threads']} | {r['size']} | " + " | ".join(cells)
+                  + f" | {max(r[f'max_abs_vs_{ref}'].values()):.1e} |")
+    Path(stem + ".md").write_text("\n".join(md) + "\n")
+    print("wrote", stem + ".md")
