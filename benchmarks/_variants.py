@@ -37,14 +37,16 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], runs: int) -> dict
     return {name: statistics.median(ts) * 1000 for name, ts in times.items()}
 
 
-def compare_row(fns: dict[str, Callable[[], np.ndarray]], runs: int, ref: str, **fields) -> dict:
-    """One result row: every variant's output once (the warm-up, and its max abs difference to
-    ``ref``'s), then the medians of ``runs`` interleaved rounds and their ratios to ``ref``'s."""
+def compare_row(fns: dict[str, Callable[[], np.ndarray]], runs: int, label: str, **fields) -> dict:
+    """One result row: every variant's output once (the warm-up, and its max abs difference to the
+    first variant's), then the medians of ``runs`` interleaved rounds and their ratios to the
+    first's; ``label`` names the reference in the keys (``ratio_to_<label>``)."""
     outs = {v: f() for v, f in fns.items()}
     med = interleaved_medians(fns, runs)
+    ref = next(iter(fns))
     return {**fields, "ms": {v: round(m, 1) for v, m in med.items()},
-            f"ratio_to_{ref}": {v: round(m / med[ref], 3) for v, m in med.items()},
-            f"max_abs_vs_{ref}": {v: float(np.abs(o - outs[ref]).max()) for v, o in outs.items()}}
+            f"ratio_to_{label}": {v: round(m / med[ref], 3) for v, m in med.items()},
+            f"max_abs_vs_{label}": {v: float(np.abs(o - outs[ref]).max()) for v, o in outs.items()}}
 
 
 def started() -> str:
@@ -52,10 +54,11 @@ def started() -> str:
 
 
 def write_results(stem: str, script: str, argv, meta: dict, rows: list[dict], variants: list[str], title: str,
-                  intro: str) -> None:
+                  intro: str, label: str | None = None) -> None:
     """``stem.json`` (``meta`` + the command, and ``rows``) and ``stem.md`` (a table: model, threads,
-    size, each variant's median and ratio to the reference ``variants[0]``, the largest difference)."""
-    ref = variants[0]
+    size, each variant's median and ratio to the reference ``variants[0]``, the largest difference);
+    ``label``: the reference's name in the rows' keys (:func:`compare_row`; default ``variants[0]``)."""
+    ref = label or variants[0]
     cmd = " ".join([f"python benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
     meta = {**meta, "command": cmd}
     Path(stem + ".json").write_text(json.dumps({"environment": meta, "rows": rows}, indent=1))
