@@ -2,6 +2,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: test files whose tests share session fixtures (small_pte, small_pte_sized) run on one worker
 _SHARED_GROUPS = {"test_executorch.py": "executorch", "test_cpp_runtime.py": "executorch"}
 #: the groups that take longest (CI durations), scheduled first; the rest in file order
-_LONG_FIRST = ("executorch", "test_precision.py", "test_executorch_int8.py", "test_export.py",
+_LONG_FIRST = ("executorch", "test_precision.py", "test_executorch_int8.py", "test_executorch_fp16.py", "test_export.py",
                "test_architectures.py", "test_coreml.py", "test_bench.py")
 
 
@@ -131,6 +132,22 @@ def export_small(model, folder, **options):
         return export(str(ckpt), output=str(folder), threads=1, log=lambda msg: None, **options)
     finally:
         torch.set_num_threads(old)
+
+
+def small_pte_vs_pytorch(path, precision: str) -> float:
+    """PSNR against PyTorch of the :func:`export_small` program of ``perturbed(seed=4,
+    **SMALL_ANYIR)`` at 32x32 run by ``Restorer`` on a 30x29 image (padded to 32x32: one whole run),
+    after checking that the program says it is ``precision`` with one method of 32x32."""
+    from anyir_edge.runtime import Restorer
+
+    img = np.random.default_rng(3).random((30, 29, 3), dtype=np.float32) * 0.8 + 0.1
+    with Restorer.open(str(path), threads=1) as r:
+        assert r.metadata["anyir_edge.precision"] == precision and r.backend.sizes == ((32, 32),)
+        out = r.restore(img)
+    with Restorer.open(perturbed("anyir-tiny", seed=4, **SMALL_ANYIR), tile=0) as ref:
+        want = ref.restore(img)
+    assert out.dtype == np.float32 and out.shape == img.shape  # the FP32 engine's interface
+    return float(10 * np.log10(1 / np.mean((np.asarray(out, np.float64) - want) ** 2)))
 
 
 #: ``small_pte_sized``'s sizes (one static method each; one size: each method costs a lowering, about

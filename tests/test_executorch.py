@@ -171,7 +171,8 @@ def test_the_restorer_runs_an_image_whole_at_a_built_size_and_tiles_others(sized
     ({"max_side": 30}, "multiple of 8"),
     ({"max_side": 8192}, "multiple of 8 from 32"),
     ({"max_side": 24}, "from 32 to"),
-    ({"half": True}, "executorch"),
+    ({"half": True, "int8": True, "sizes": "32"}, "exclude each other"),
+    ({"pad_in_graph": True}, "executorch"),
 ])
 def test_bad_options_are_refused_before_any_work(tmp_path, opts, match):
     with pytest.raises(ExportError, match=match):

@@ -7,15 +7,13 @@ quantized lowering takes a minute; calibration uses the built-in crops.
 """
 import json
 
-import numpy as np
 import pytest
 
 pytest.importorskip("executorch")
 
 from anyir_edge.export import ExportError, export  # noqa: E402
-from anyir_edge.runtime import Restorer  # noqa: E402
 
-from conftest import SMALL_ANYIR, export_small, perturbed  # noqa: E402
+from conftest import SMALL_ANYIR, export_small, perturbed, small_pte_vs_pytorch  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -40,24 +38,16 @@ def test_int8_program_passes_the_gate_with_the_rule_convolutions_float(int8_pte)
 
 
 def test_the_restorer_runs_the_int8_program_near_pytorch(int8_pte):
-    from conftest import perturbed as net
-
-    model = net("anyir-tiny", seed=4, **SMALL_ANYIR)
-    rng = np.random.default_rng(3)
-    img = rng.random((30, 29, 3), dtype=np.float32) * 0.8 + 0.1  # pads to 32x32: one whole run
-    with Restorer.open(str(int8_pte.path), threads=1) as r:
-        assert r.metadata["anyir_edge.precision"] == "int8" and r.backend.sizes == ((32, 32),)
-        out = r.restore(img)
-    with Restorer.open(model, tile=0) as ref:
-        want = ref.restore(img)
-    assert 10 * np.log10(1 / np.mean((out - want) ** 2)) > 30
+    psnr = small_pte_vs_pytorch(int8_pte.path, "int8")
+    assert psnr > 30
 
 
 @pytest.mark.parametrize("opts,match", [
     ({"int8": True}, "needs --sizes"),
     ({"int8": True, "max_side": 64}, "needs --sizes"),
     ({"calib": "."}, "only used with --int8"),
-    ({"half": True, "sizes": "32"}, "executorch"),
+    ({"half": True, "int8": True, "sizes": "32"}, "exclude each other"),
+    ({"int8": True, "sizes": "32", "opset": 18}, "executorch"),
 ])
 def test_bad_int8_options_are_refused_before_any_work(tmp_path, opts, match):
     with pytest.raises(ExportError, match=match):

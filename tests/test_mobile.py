@@ -128,3 +128,36 @@ def test_architectures_without_a_mobile_form_fall_back_to_the_cpu_form():
     assert arch.mobile is None and arch.deploy_form("mobile") == "cpu"
     with pytest.raises(ValueError, match="deploy form"):
         arch.deploy_copy(m, "phone")
+
+
+def test_half_compute_keeps_the_attention_float32_where_fp16_overflows():
+    """``--to executorch --half``: the attention's sums over all H*W pixels overflow float16 (its
+    largest value is 65504) on a 512x512 image; :class:`HalfCompute` keeps those modules
+    (``FP16_UNSAFE``) float32 and everything else float16, behind float32 input and output."""
+    from anyir_edge.export.mobile_export import HalfCompute
+    from anyir_edge.models.mobile import FP16_UNSAFE
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention, self.conv = ChannelAttentionB1(8, 2), nn.Conv2d(8, 8, 1)
+            self.temperature = nn.Parameter(torch.ones(2, 1, 1))
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.attention(y, y, y, self.temperature)
+
+    net = Block().eval()
+    x = torch.full((1, 8, 512, 512), 0.7)  # |q|^2 = 0.49 * 262144 > 65504 per channel
+    with torch.no_grad():
+        want = net(x)
+        naive = Block().eval()
+        naive.load_state_dict(net.state_dict())
+        naive = naive.half()
+        assert not torch.isfinite(naive(x.half())).all()  # what an all-FP16 program would compute
+        half = HalfCompute(net, keep=FP16_UNSAFE).eval()
+        got = half(x)
+    assert half.module.conv.weight.dtype == torch.float16
+    assert half.module.attention.module.eye.dtype == torch.float32
+    assert got.dtype == torch.float32 and torch.isfinite(got).all()
+    assert psnr_db(got, want) > 45

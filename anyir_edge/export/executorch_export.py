@@ -61,9 +61,10 @@ def delegation_report(graph_modules: list) -> dict:
 
 
 def lower(model, fft: str, meta: dict[str, str], max_side: int | None = None, sizes=None,
-          log=lambda s: None) -> tuple[bytes, dict]:
+          log=lambda s: None, half: bool = False) -> tuple[bytes, dict]:
     """The ``.pte`` bytes of ``model`` (a RestorationNet) and its delegation report: one dynamic
-    method up to ``max_side``, or one static method per (H, W) of ``sizes``."""
+    method up to ``max_side``, or one static method per (H, W) of ``sizes``; ``half``: float16
+    weights and compute behind float32 input and output (XNNPACK's FP16 kernels)."""
     try:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
@@ -72,9 +73,9 @@ def lower(model, fft: str, meta: dict[str, str], max_side: int | None = None, si
     from .mobile_export import bounded_export, quiet, static_exports
 
     if sizes:
-        programs, form = static_exports(model, fft, sizes, log=log)
+        programs, form = static_exports(model, fft, sizes, log=log, half=half)
     else:
-        ep, form = bounded_export(model, fft, max_side, log=log)
+        ep, form = bounded_export(model, fft, max_side, log=log, half=half)
         programs = {"forward": ep}
     meta_tensor = torch.tensor(list(artifact.encode_pte_metadata(meta)), dtype=torch.uint8)
     with quiet():

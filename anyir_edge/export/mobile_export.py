@@ -15,14 +15,49 @@ from .formats import ExportError
 from .onnx_export import _Padded  # the network without its padding (forward_padded): what an engine runs
 
 
-def mobile_module(model, fft: str) -> tuple[torch.nn.Module, str]:
-    """(module taking a (1, C, H, W) batch padded to the size multiple, deploy form's name)."""
+class _Float32Island(torch.nn.Module):
+    """``module`` in float32 inside a float16 program: its tensor inputs cast up, its output down."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module.float()
+
+    def forward(self, *args):
+        args = [a.float() if isinstance(a, torch.Tensor) else a for a in args]
+        return self.module(*args).half()
+
+
+class HalfCompute(torch.nn.Module):
+    """``module`` computing in float16 behind float32 input and output, so the program's interface
+    (and every runtime's) stays that of the FP32 engine; the submodules of the types in ``keep``
+    (:data:`anyir_edge.models.mobile.FP16_UNSAFE`: sums over every pixel) stay float32."""
+
+    def __init__(self, module: torch.nn.Module, keep: tuple[type, ...] = ()):
+        super().__init__()
+        self.module = module.half()
+        for name, sub in list(module.named_modules()):
+            if name and isinstance(sub, keep):
+                parent, _, leaf = name.rpartition(".")
+                setattr(module.get_submodule(parent) if parent else module, leaf, _Float32Island(sub))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x.half()).float()
+
+
+def mobile_module(model, fft: str, half: bool = False) -> tuple[torch.nn.Module, str]:
+    """(module taking a (1, C, H, W) batch padded to the size multiple, deploy form's name);
+    ``half``: every weight and activation in float16 (:class:`HalfCompute`)."""
     from ..models import get_architecture
 
     arch = get_architecture(model)
     net = arch.deploy_copy(model, "mobile").float().cpu().eval()
     net.set_fft_mode(fft)
-    return _Padded(net).eval(), arch.deploy_form("mobile")
+    module = _Padded(net).eval()
+    if half:
+        from ..models.mobile import FP16_UNSAFE
+
+        module = HalfCompute(module, keep=FP16_UNSAFE).eval()
+    return module, arch.deploy_form("mobile")
 
 
 def bounded_spec(model, max_side: int) -> tuple[torch.Tensor, dict]:
@@ -39,12 +74,12 @@ def bounded_spec(model, max_side: int) -> tuple[torch.Tensor, dict]:
     return torch.rand(1, model.in_channels, h_blocks * m, w_blocks * m), shapes
 
 
-def bounded_export(model, fft: str, max_side: int, log=lambda s: None):
+def bounded_export(model, fft: str, max_side: int, log=lambda s: None, half: bool = False):
     """(``torch.export`` program of :func:`mobile_module` with H and W dynamic multiples of the
     size multiple up to ``max_side`` (:func:`bounded_spec`), deploy form's name)."""
     from torch.export import export
 
-    module, form = mobile_module(model, fft)
+    module, form = mobile_module(model, fft, half=half)
     x, shapes = bounded_spec(model, max_side)
     log(f"tracing the {form} form with torch.export (batch 1, H and W multiples of {model.size_multiple} up to "
         f"{max_side}) ...")
@@ -55,14 +90,14 @@ def bounded_export(model, fft: str, max_side: int, log=lambda s: None):
             raise ExportError(f"torch.export failed ({first_line(e)})") from None
 
 
-def static_exports(model, fft: str, sizes, log=lambda s: None) -> tuple[dict, str]:
+def static_exports(model, fft: str, sizes, log=lambda s: None, half: bool = False) -> tuple[dict, str]:
     """({:func:`anyir_edge.artifact.sized_entry_name`: ``torch.export`` program of
     :func:`mobile_module` at that (H, W)} for each of ``sizes``, deploy form's name)."""
     from torch.export import export
 
     from .. import artifact
 
-    module, form = mobile_module(model, fft)
+    module, form = mobile_module(model, fft, half=half)
     log(f"tracing the {form} form with torch.export at {len(sizes)} static size(s) ...")
     programs = {}
     with quiet():

@@ -159,6 +159,14 @@ class ChannelAttentionB1(nn.Module):
         return torch.bmm(attn, vf).reshape(q.shape)
 
 
+#: mobile-form modules that stay float32 in a float16 program: they sum over all H*W pixels
+#: (the attention's Gram matrices and its product with v), and XNNPACK's FP16 matrix kernels
+#: accumulate in FP16 on ARM, where a sum of 50 000 (224x224) or 260 000 (512x512) products loses
+#: every term smaller than its running total's FP16 step, and overflows past 65504.  Its means over
+#: H*W (GatedDA) are safe: XNNPACK's FP16 reductions accumulate in FP32 (``f16_f32acc_rsum``).
+FP16_UNSAFE = (ChannelAttentionB1,)
+
+
 class SplitDepthwise(nn.Module):
     """A depthwise k x k convolution (k odd, > 5, stride 1, "same" padding) as the sum of
     k // 2 depthwise (k x 3) convolutions: columns -1, 0, 1 with dilation 1, then columns -d, d

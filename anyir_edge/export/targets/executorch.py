@@ -2,7 +2,8 @@
 (:mod:`anyir_edge.export.executorch_export`): the architecture's mobile deploy form, batch 1,
 either one ``forward`` method for any H and W up to ``--max-side`` (bounded dynamic shapes, the
 default) or, with ``--sizes``, one static-shape method per size (what INT8 needs, and XNNPACK
-takes the whole graph); verified here on ExecuTorch's own runtime like every engine."""
+takes the whole graph); FP32, FP16 (``--half``: float16 weights and compute, float32 input and
+output) or INT8 (``--int8``); verified here on ExecuTorch's own runtime like every engine."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,10 +22,11 @@ class ExecuTorchSettings:
 
 
 class ExecuTorchTarget(Target):
-    format = Format("executorch", ("et", "pte", "xnnpack"), ".pte", frozenset({"fft", "max_side", "sizes", "int8", "calib", "search"}),
+    format = Format("executorch", ("et", "pte", "xnnpack"), ".pte", frozenset({"fft", "max_side", "sizes", "half", "int8", "calib",
+                                                                          "search"}),
                     ("fold", "matmul"), False,
                     "ExecuTorch program (.pte, XNNPACK) for phones; batch 1, H and W up to --max-side, or one "
-                    "method per --sizes entry; --int8 (with --sizes)")
+                    "method per --sizes entry; --fp16 (all float16 compute), --int8 (with --sizes)")
 
     def prepare(self, opts, fft):
         sizes = sizes_option(opts.get("sizes"))
@@ -32,7 +34,9 @@ class ExecuTorchTarget(Target):
             raise ExportError("--sizes and --max-side exclude each other: --sizes builds one static method per size, "
                               "--max-side one method for any H and W up to it")
         side = None if sizes else max_side_option(opts)
-        int8, calib = bool(opts.get("int8")), opts.get("calib")
+        int8, half, calib = bool(opts.get("int8")), bool(opts.get("half")), opts.get("calib")
+        if int8 and half:
+            raise ExportError("--half and --int8 exclude each other: one precision per program")
         if int8 and not sizes:
             raise ExportError("--to executorch --int8 needs --sizes: XNNPACK fails at run time on quantized programs "
                               "with dynamic H and W, so INT8 programs have one static method per size")
@@ -46,7 +50,8 @@ class ExecuTorchTarget(Target):
             import executorch  # noqa: F401
         except ImportError:
             raise ExportError("--to executorch needs ExecuTorch: pip install anyir-edge[executorch]") from None
-        return ExecuTorchSettings(max_side=side, sizes=sizes, precision="int8" if int8 else "fp32", calib=calib,
+        precision = "int8" if int8 else "fp16" if half else "fp32"
+        return ExecuTorchSettings(max_side=side, sizes=sizes, precision=precision, calib=calib,
                                   search=opts.get("search") is not False)
 
     def stem_suffix(self, s: ExecuTorchSettings) -> str:
@@ -80,14 +85,18 @@ class ExecuTorchTarget(Target):
         else:
             meta[artifact.MAX_SIDE] = str(s.max_side)
             shapes = f"H and W up to {s.max_side}"
-        ctx.log(f"exporting {net.name or ctx.stem} to ExecuTorch (fft={ctx.fft}, {form} form, {shapes}) ...")
+        ctx.log(f"exporting {net.name or ctx.stem} to ExecuTorch (fft={ctx.fft}, {form} form, {s.precision}, "
+                f"{shapes}) ...")
         reduced = None
         if s.precision == "int8":
             meta[artifact.PRECISION] = "int8"
             buf, reduced = self._int8(ctx, s, meta)
             report = reduced["delegation"]
         else:
-            buf, report = executorch_export.lower(net, ctx.fft, meta, max_side=s.max_side, sizes=s.sizes, log=ctx.log)
+            if s.precision == "fp16":
+                meta[artifact.PRECISION] = "fp16"
+            buf, report = executorch_export.lower(net, ctx.fft, meta, max_side=s.max_side, sizes=s.sizes, log=ctx.log,
+                                                  half=s.precision == "fp16")
         out = ctx.work / f"{ctx.stem}.pte"
         out.write_bytes(buf)
         outside = report["ops_outside_count"]
@@ -107,6 +116,11 @@ class ExecuTorchTarget(Target):
         if reduced is not None:
             cert_info.update(precision="int8", gate="min PSNR over all inputs >= threshold_db (int8)",
                              reduced_precision=reduced)
+        elif s.precision == "fp16":
+            # every op in float16 (XNNPACK's FP16 kernels; those it does not take run on portable float16
+            # kernels): no per-node float fallback, so a program below the gate is refused, not patched
+            cert_info.update(precision="fp16", gate="min PSNR over all inputs >= threshold_db (fp16)",
+                             compute="float16 weights and activations; float32 input and output")
         methods = f"{len(s.sizes)} static method(s)" if s.sizes else "dynamic H and W"
         return Built(out, [], cert_info, f"{s.precision}, {methods}, {report['partitions']} XNNPACK partition(s)")
 
