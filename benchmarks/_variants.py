@@ -49,6 +49,28 @@ def compare_row(fns: dict[str, Callable[[], np.ndarray]], runs: int, label: str,
             f"max_abs_vs_{label}": {v: float(np.abs(o - outs[ref]).max()) for v, o in outs.items()}}
 
 
+def size_rows(engines: dict[str, Callable[[np.ndarray], np.ndarray]], sizes, runs: int, label: str,
+              **fields) -> list[dict]:
+    """:func:`compare_row` of ``engines`` (name -> function of a (1, 3, S, S) image) on the
+    benchmark photo crop at each of ``sizes``, each row printed as it is measured."""
+    from anyir_edge.bench import bench_input
+
+    rows = []
+    for size in sizes:
+        x = np.ascontiguousarray(bench_input(size))
+        row = compare_row({n: (lambda f=f: f(x)) for n, f in engines.items()}, runs, label, size=size, **fields)
+        rows.append(row)
+        print(*fields.values(), size, {n: f"{m:.0f} ms ({row[f'ratio_to_{label}'][n]:.3f})" for n, m in row["ms"].items()},
+              flush=True)
+    return rows
+
+
+def ort_runner(session) -> Callable[[np.ndarray], np.ndarray]:
+    """An onnxruntime session as a function of its one input."""
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
 def started() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 

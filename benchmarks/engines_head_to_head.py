@@ -18,10 +18,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
-from _variants import compare_row, started, write_results
-from anyir_edge.bench import bench_input
+from _variants import size_rows, started, write_results
 from anyir_edge.runtime import Restorer
 from anyir_edge.runtime.backends import cpu_info
 
@@ -45,13 +43,8 @@ def main(argv=None) -> int:
     for threads in a.threads:
         engines = {p.name: Restorer.open(str(p), threads=threads) for p in a.engines}
         meta.setdefault("backends", {n: r.backend.describe() for n, r in engines.items()})
-        for size in a.sizes:
-            x = np.ascontiguousarray(bench_input(size))
-            runs = {n: (lambda r=r: r.forward(x)) for n, r in engines.items()}
-            row = compare_row(runs, a.runs, "first", model=Path(names[0]).stem, threads=threads, size=size)
-            rows.append(row)
-            print(threads, size, {n: f"{m:.0f} ms ({row['ratio_to_first'][n]:.3f})" for n, m in row["ms"].items()},
-                  flush=True)
+        rows += size_rows({n: r.forward for n, r in engines.items()}, a.sizes, a.runs, "first",
+                          model=Path(names[0]).stem, threads=threads)
         for r in engines.values():
             r.close()
     out = a.out or str(Path(tempfile.mkdtemp(prefix="anyir-h2h-")) / "head-to-head")

@@ -33,12 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 import torch
 
-from _variants import chosen_variants, compare_row, started, write_results
-from anyir_edge.bench import bench_input, random_model
+from _variants import chosen_variants, ort_runner, size_rows, started, write_results
+from anyir_edge.bench import random_model
 from anyir_edge.export import onnx_export
 from anyir_edge.models import get_architecture
 from anyir_edge.models.deploy import replace_modules
@@ -157,13 +156,8 @@ def main(argv=None) -> int:
             so = ort.SessionOptions()
             so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
             sess = {v: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for v, p in paths.items()}
-            for size in a.sizes:
-                x = np.ascontiguousarray(bench_input(size))
-                runs = {v: (lambda s=s: s.run(None, {s.get_inputs()[0].name: x})[0]) for v, s in sess.items()}
-                row = compare_row(runs, a.runs, "cpu", model=name, threads=threads, size=size)
-                rows.append(row)
-                print(name, threads, size, {v: f"{m:.0f} ms ({row['ratio_to_cpu'][v]:.3f})" for v, m in row["ms"].items()},
-                      flush=True)
+            rows += size_rows({v: ort_runner(s) for v, s in sess.items()}, a.sizes, a.runs, "cpu", model=name,
+                              threads=threads)
             del sess
     write_results(a.out, "mobile_rewrites_ort.py", argv, meta, rows, variants,
                   "AnyIR's mobile rewrites on ONNX Runtime, one at a time",

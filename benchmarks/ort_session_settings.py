@@ -26,11 +26,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 
-from _variants import chosen_variants, compare_row, started, write_results
-from anyir_edge.bench import bench_input, random_model
+from _variants import chosen_variants, ort_runner, size_rows, started, write_results
+from anyir_edge.bench import random_model
 from anyir_edge.export import export
 from anyir_edge.models.checkpoint import load_model
 from anyir_edge.runtime.backends import cpu_info
@@ -83,13 +82,8 @@ def main(argv=None) -> int:
         print(f"{label}: exported {path.name}", flush=True)
         for threads in a.threads:
             sess = {v: session(path, v, threads) for v in variants}
-            for size in a.sizes:
-                x = np.ascontiguousarray(bench_input(size))
-                runs = {v: (lambda s=s: s.run(None, {s.get_inputs()[0].name: x})[0]) for v, s in sess.items()}
-                row = compare_row(runs, a.runs, "ours", model=label, threads=threads, size=size)
-                rows.append(row)
-                print(label, threads, size, {v: f"{m:.0f} ms ({row['ratio_to_ours'][v]:.3f})" for v, m in row["ms"].items()},
-                      flush=True)
+            rows += size_rows({v: ort_runner(s) for v, s in sess.items()}, a.sizes, a.runs, "ours", model=label,
+                              threads=threads)
             del sess
     write_results(a.out, "ort_session_settings.py", argv, meta, rows, variants,
                   "ONNX Runtime session settings on the ONNX engine, one at a time",
