@@ -46,7 +46,8 @@ class HalfCompute(torch.nn.Module):
 
 def mobile_module(model, fft: str, half: bool = False) -> tuple[torch.nn.Module, str]:
     """(module taking a (1, C, H, W) batch padded to the size multiple, deploy form's name);
-    ``half``: every weight and activation in float16 (:class:`HalfCompute`)."""
+    ``half``: weights and activations in float16 but those of
+    :data:`anyir_edge.models.mobile.FP16_UNSAFE` (:class:`HalfCompute`)."""
     from ..models import get_architecture
 
     arch = get_architecture(model)

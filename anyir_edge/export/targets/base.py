@@ -53,7 +53,7 @@ OptionSpec = list[tuple[tuple[str, ...], dict]]
 SHARED_OPTIONS: dict[str, OptionSpec] = {
     "half": [(("--half", "--fp16"), dict(action="store_const", const=True, help=(
         "FP16 engine (float32 I/O), LayerNorm/softmax/reductions/q-k normalisation kept in FP32, more nodes found "
-        "by bisection if parity fails (executorch: every op FP16, no fallback; litert: FP16 weights); written as "
+        "by bisection if parity fails (executorch: FP16 but the attention, no bisection; litert: FP16 weights); written as "
         "NAME-fp16.<suffix>; gate 45 dB")))],
     "int8": [(("--int8",), dict(action="store_const", const=True, help=(
         "INT8 engine: onnx = static QDQ, per-channel 7-bit weights (correct on CPUs with and without VNNI); "

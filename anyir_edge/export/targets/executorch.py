@@ -2,8 +2,8 @@
 (:mod:`anyir_edge.export.executorch_export`): the architecture's mobile deploy form, batch 1,
 either one ``forward`` method for any H and W up to ``--max-side`` (bounded dynamic shapes, the
 default) or, with ``--sizes``, one static-shape method per size (what INT8 needs, and XNNPACK
-takes the whole graph); FP32, FP16 (``--half``: float16 weights and compute, float32 input and
-output) or INT8 (``--int8``); verified here on ExecuTorch's own runtime like every engine."""
+takes the whole graph); FP32, FP16 (``--half``: float16 weights and compute but the attention,
+float32 input and output) or INT8 (``--int8``); verified here on ExecuTorch's own runtime like every engine."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,7 +26,7 @@ class ExecuTorchTarget(Target):
                                                                           "search"}),
                     ("fold", "matmul"), False,
                     "ExecuTorch program (.pte, XNNPACK) for phones; batch 1, H and W up to --max-side, or one "
-                    "method per --sizes entry; --fp16 (all float16 compute), --int8 (with --sizes)")
+                    "method per --sizes entry; --fp16 (float16 compute, attention float32), --int8 (with --sizes)")
 
     def prepare(self, opts, fft):
         sizes = sizes_option(opts.get("sizes"))
@@ -88,13 +88,12 @@ class ExecuTorchTarget(Target):
         ctx.log(f"exporting {net.name or ctx.stem} to ExecuTorch (fft={ctx.fft}, {form} form, {s.precision}, "
                 f"{shapes}) ...")
         reduced = None
+        if s.precision != "fp32":
+            meta[artifact.PRECISION] = s.precision
         if s.precision == "int8":
-            meta[artifact.PRECISION] = "int8"
             buf, reduced = self._int8(ctx, s, meta)
             report = reduced["delegation"]
         else:
-            if s.precision == "fp16":
-                meta[artifact.PRECISION] = "fp16"
             buf, report = executorch_export.lower(net, ctx.fft, meta, max_side=s.max_side, sizes=s.sizes, log=ctx.log,
                                                   half=s.precision == "fp16")
         out = ctx.work / f"{ctx.stem}.pte"
@@ -117,10 +116,11 @@ class ExecuTorchTarget(Target):
             cert_info.update(precision="int8", gate="min PSNR over all inputs >= threshold_db (int8)",
                              reduced_precision=reduced)
         elif s.precision == "fp16":
-            # every op in float16 (XNNPACK's FP16 kernels; those it does not take run on portable float16
-            # kernels): no per-node float fallback, so a program below the gate is refused, not patched
+            # float16 but the modules of models.mobile.FP16_UNSAFE (XNNPACK's FP16 kernels; the ops it does not
+            # take run on portable kernels): no per-node float fallback, so a program below the gate is refused, not patched
             cert_info.update(precision="fp16", gate="min PSNR over all inputs >= threshold_db (fp16)",
-                             compute="float16 weights and activations; float32 input and output")
+                             compute="float16 weights and activations, the channel attention (sums over H*W) float32; "
+                                     "float32 input and output")
         methods = f"{len(s.sizes)} static method(s)" if s.sizes else "dynamic H and W"
         return Built(out, [], cert_info, f"{s.precision}, {methods}, {report['partitions']} XNNPACK partition(s)")
 
