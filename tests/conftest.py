@@ -118,6 +118,11 @@ SMALL_ANYIR = dict(dim=8, blocks=[1, 1, 1, 1], refine_blocks=1)
 SMALL_PTE_MAX_SIDE = 64
 
 
+def small_net():
+    """The network of every ExecuTorch / Core ML test program: :data:`SMALL_ANYIR`, :func:`perturbed` with seed 4."""
+    return perturbed("anyir-tiny", seed=4, **SMALL_ANYIR)
+
+
 def export_small(model, folder, **options):
     """``anyir-export`` of ``model`` as a user runs it (from a saved checkpoint, ``small.safetensors``
     in ``folder``), on one thread, quietly; ``options``: ``to`` and the target's options."""
@@ -135,16 +140,16 @@ def export_small(model, folder, **options):
 
 
 def small_pte_vs_pytorch(path, precision: str) -> float:
-    """PSNR against PyTorch of the :func:`export_small` program of ``perturbed(seed=4,
-    **SMALL_ANYIR)`` at 32x32 run by ``Restorer`` on a 30x29 image (padded to 32x32: one whole run),
-    after checking that the program says it is ``precision`` with one method of 32x32."""
+    """PSNR against PyTorch of an :func:`export_small_sized` program run by ``Restorer`` on a 30x29
+    image (padded to 32x32: one whole run), after checking that the program says it is ``precision``
+    with one method per :data:`SMALL_PTE_SIZES`."""
     from anyir_edge.runtime import Restorer
 
     img = np.random.default_rng(3).random((30, 29, 3), dtype=np.float32) * 0.8 + 0.1
     with Restorer.open(str(path), threads=1) as r:
-        assert r.metadata["anyir_edge.precision"] == precision and r.backend.sizes == ((32, 32),)
+        assert r.metadata["anyir_edge.precision"] == precision and r.backend.sizes == SMALL_PTE_SIZES
         out = r.restore(img)
-    with Restorer.open(perturbed("anyir-tiny", seed=4, **SMALL_ANYIR), tile=0) as ref:
+    with Restorer.open(small_net(), tile=0) as ref:
         want = ref.restore(img)
     assert out.dtype == np.float32 and out.shape == img.shape  # the FP32 engine's interface
     return float(10 * np.log10(1 / np.mean((np.asarray(out, np.float64) - want) ** 2)))
@@ -155,16 +160,22 @@ def small_pte_vs_pytorch(path, precision: str) -> float:
 SMALL_PTE_SIZES = ((32, 32),)
 
 
+def export_small_sized(folder, **options):
+    """``anyir-export --to executorch --sizes 32x32`` (:data:`SMALL_PTE_SIZES`) of :func:`small_net`,
+    certified on three parity inputs; ``options``: more of the target's options (``int8``, ``half``)."""
+    from anyir_edge.export.parity import parity_inputs
+
+    sizes = ",".join(f"{h}x{w}" for h, w in SMALL_PTE_SIZES)
+    return export_small(small_net(), folder, to="executorch", sizes=sizes, inputs=parity_inputs(max_side=128)[:3],
+                        **options)
+
+
 @pytest.fixture(scope="session")
 def small_pte_sized(tmp_path_factory):
     """``anyir-export --to executorch --sizes 32`` of the same network as :func:`small_pte`: one
     static method per size (tests/test_executorch.py, tests/test_cpp_runtime.py)."""
     pytest.importorskip("executorch")
-    from anyir_edge.export.parity import parity_inputs
-
-    sizes = ",".join(f"{h}x{w}" for h, w in SMALL_PTE_SIZES)
-    return export_small(perturbed("anyir-tiny", seed=4, **SMALL_ANYIR), tmp_path_factory.mktemp("et-sized"),
-                        to="executorch", sizes=sizes, inputs=parity_inputs(max_side=128)[:3])
+    return export_small_sized(tmp_path_factory.mktemp("et-sized"))
 
 
 @pytest.fixture(scope="session")
@@ -177,5 +188,5 @@ def small_pte(tmp_path_factory):
     m = SMALL_PTE_MAX_SIDE
     # crops of the shipped photos at odd sizes (padded by the runtime) within the program's bound
     inputs = [(n, deg, s, img[:m - 3, :m - 9]) for n, deg, s, img in parity_inputs(max_side=128)[:3]]
-    return export_small(perturbed("anyir-tiny", seed=4, **SMALL_ANYIR), tmp_path_factory.mktemp("et"),
+    return export_small(small_net(), tmp_path_factory.mktemp("et"),
                         to="executorch", max_side=m, inputs=inputs)

@@ -18,7 +18,7 @@ from anyir_edge import artifact
 from anyir_edge.errors import EngineError
 from anyir_edge.export import ExportError, ParityError, export, formats, output_path
 
-from conftest import SMALL_ANYIR, perturbed
+from conftest import SMALL_ANYIR, small_net
 
 MAX_SIDE = 64
 CHECKS = {"package", "program", "io", "convolutions", "conv_weights", "metadata"}
@@ -90,7 +90,7 @@ def test_the_format_row_and_the_backend_are_registered():
 # --------------------------------------------------------------------------- conversions
 @pytest.fixture(scope="module")
 def small():
-    return perturbed("anyir-tiny", seed=4, **SMALL_ANYIR)
+    return small_net()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -14,15 +14,12 @@ pytest.importorskip("executorch")
 
 from anyir_edge.export import PARITY_GATES_DB  # noqa: E402
 
-from conftest import SMALL_ANYIR, export_small, perturbed, small_pte_vs_pytorch  # noqa: E402
+from conftest import export_small_sized, small_pte_vs_pytorch  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def fp16_pte(tmp_path_factory):
-    from anyir_edge.export.parity import parity_inputs
-
-    return export_small(perturbed("anyir-tiny", seed=4, **SMALL_ANYIR), tmp_path_factory.mktemp("et-fp16"),
-                        to="executorch", half=True, sizes="32", inputs=parity_inputs(max_side=128)[:3])
+    return export_small_sized(tmp_path_factory.mktemp("et-fp16"), half=True)
 
 
 def test_fp16_program_is_certified_against_the_fp16_gate(fp16_pte):

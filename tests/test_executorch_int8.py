@@ -13,15 +13,12 @@ pytest.importorskip("executorch")
 
 from anyir_edge.export import ExportError, export  # noqa: E402
 
-from conftest import SMALL_ANYIR, export_small, perturbed, small_pte_vs_pytorch  # noqa: E402
+from conftest import export_small_sized, small_pte_vs_pytorch  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def int8_pte(tmp_path_factory):
-    from anyir_edge.export.parity import parity_inputs
-
-    return export_small(perturbed("anyir-tiny", seed=4, **SMALL_ANYIR), tmp_path_factory.mktemp("et-int8"),
-                        to="executorch", int8=True, sizes="32", inputs=parity_inputs(max_side=128)[:3])
+    return export_small_sized(tmp_path_factory.mktemp("et-int8"), int8=True)
 
 
 def test_int8_program_passes_the_gate_with_the_rule_convolutions_float(int8_pte):
