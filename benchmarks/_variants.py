@@ -15,6 +15,14 @@ from typing import Callable
 import numpy as np
 
 
+def timing_arguments(ap: argparse.ArgumentParser, runs: int, out: str | None) -> None:
+    """--sizes, --threads, --runs (interleaved, after one warm-up) and --out (the results' stem)."""
+    ap.add_argument("--sizes", type=int, nargs="+", default=[224, 512])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--runs", type=int, default=runs, help=f"timed runs (interleaved), after one warm-up (default {runs})")
+    ap.add_argument("--out", default=out, help="output stem (.md and .json)" + ("" if out else "; default: a temporary folder"))
+
+
 def chosen_variants(ap: argparse.ArgumentParser, text: str, known: tuple[str, ...]) -> list[str]:
     """The variants named in ``text`` (comma-separated) in ``known``'s order, always with the
     reference ``known[0]``; an unknown name is an argparse error."""

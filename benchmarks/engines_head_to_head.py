@@ -18,8 +18,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-
-from _variants import size_rows, started, write_results
+from _variants import size_rows, started, timing_arguments, write_results
 from anyir_edge.runtime import Restorer
 from anyir_edge.runtime.backends import cpu_info
 
@@ -27,10 +26,7 @@ from anyir_edge.runtime.backends import cpu_info
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("engines", nargs="+", type=Path, help="engine files; the first is the reference")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[224, 512])
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--runs", type=int, default=5, help="timed runs per engine (interleaved), after one warm-up")
-    ap.add_argument("--out", help="output stem (.md and .json); default: a temporary folder")
+    timing_arguments(ap, runs=5, out=None)
     a = ap.parse_args(argv)
     missing = [str(p) for p in a.engines if not p.exists()]
     if missing:

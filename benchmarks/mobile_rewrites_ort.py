@@ -36,7 +36,7 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
-from _variants import chosen_variants, ort_runner, size_rows, started, write_results
+from _variants import chosen_variants, ort_runner, size_rows, started, timing_arguments, write_results
 from anyir_edge.bench import random_model
 from anyir_edge.export import onnx_export
 from anyir_edge.models import get_architecture
@@ -131,12 +131,9 @@ def export_variant(model, variant: str, folder: Path) -> Path:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="anyir-tiny,anyir", help="comma-separated configurations (random weights)")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[224, 512])
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help=f"comma-separated subset of {', '.join(VARIANTS)} (cpu is always measured: the reference)")
-    ap.add_argument("--runs", type=int, default=5, help="timed runs per variant (interleaved), after one warm-up")
-    ap.add_argument("--out", default=str(RESULTS / "mobile-rewrites-ort"), help="output stem (.md and .json)")
+    timing_arguments(ap, runs=5, out=str(RESULTS / "mobile-rewrites-ort"))
     a = ap.parse_args(argv)
     variants = chosen_variants(ap, a.variants, VARIANTS)
     meta = {"cpu": cpu_info()["model"], "when": started(), "runs": a.runs, "onnxruntime": ort.__version__,

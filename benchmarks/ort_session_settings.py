@@ -28,7 +28,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from _variants import chosen_variants, ort_runner, size_rows, started, write_results
+from _variants import chosen_variants, ort_runner, size_rows, started, timing_arguments, write_results
 from anyir_edge.bench import random_model
 from anyir_edge.export import export
 from anyir_edge.models.checkpoint import load_model
@@ -62,12 +62,9 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="anyir-tiny,anyir",
                     help="comma-separated shipped names or checkpoints (default anyir-tiny,anyir)")
     ap.add_argument("--random-weights", action="store_true", help="configuration names with random weights")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[224, 512])
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help=f"comma-separated subset of {', '.join(VARIANTS)} (ours is always measured: the reference)")
-    ap.add_argument("--runs", type=int, default=7, help="timed runs per variant (interleaved), after one warm-up")
-    ap.add_argument("--out", default=str(RESULTS / "ort-session-settings"), help="output stem (.md and .json)")
+    timing_arguments(ap, runs=7, out=str(RESULTS / "ort-session-settings"))
     a = ap.parse_args(argv)
     variants = chosen_variants(ap, a.variants, VARIANTS)
     weights = "random (anyir_edge.bench.random_model, seed 0)" if a.random_weights else "as given"
