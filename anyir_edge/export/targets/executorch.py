@@ -120,7 +120,9 @@ class ExecuTorchTarget(Target):
             # take run on portable kernels): no per-node float fallback, so a program below the gate is refused, not patched
             cert_info.update(precision="fp16", gate="min PSNR over all inputs >= threshold_db (fp16)",
                              compute="float16 weights and activations, the channel attention (sums over H*W) float32; "
-                                     "float32 input and output")
+                                     "float32 input and output",
+                             weights_storage="convolution weights stored float32 (ExecuTorch's XNNPACK serializer), "
+                                             "converted to float16 when the program loads")
         methods = f"{len(s.sizes)} static method(s)" if s.sizes else "dynamic H and W"
         return Built(out, [], cert_info, f"{s.precision}, {methods}, {report['partitions']} XNNPACK partition(s)")
 
