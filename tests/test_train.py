@@ -101,7 +101,13 @@ def test_shipped_configs_parse():
     assert p2.seed != p1.seed and p2.val_seed == p1.val_seed  # new samples, the same validation set
     s2 = build_config(os.path.join(root, "anyir-tiny-cpu-ft160.yaml"))  # the student's 160 px phase
     assert (s2.model, s2.teacher, s2.teacher_weight) == (student.model, student.teacher, student.teacher_weight)
-    assert s2.start_iteration == student.iterations and s2.tasks == student.tasks and s2.crop == p2.crop
+    assert s2.start_iteration == student.iterations and s2.crop == p2.crop
+    # the same tasks, rain and identity weighed up after the 12000 evaluation (see the config's comment),
+    # and a synthetic-rain validation task besides phase 1's
+    weights = {t.name: t.weight for t in s2.tasks}
+    assert {t.name: t.degrade for t in s2.tasks} == {t.name: t.degrade for t in student.tasks}
+    assert weights["rain"] > {t.name: t.weight for t in student.tasks}["rain"] and weights["identity"] == 2
+    assert [t for t in s2.val_tasks if t.name != "rainsyn"] == student.val_tasks
     assert s2.seed != student.seed and s2.val_seed == student.val_seed and s2.out != student.out
     full = build_config(os.path.join(root, "anyir-full-gpu.yaml"))  # the paper's protocol, same tasks
     assert (full.model, full.crop, full.lr, full.batch_size % 4) == ("anyir", 128, 2e-4, 0)
