@@ -6,7 +6,7 @@ name              C     blocks          refine  params   GMACs @224x224  where i
 ``anyir``         28    3, 5, 5, 7      4       5.736M   26.25           their constructor default and
                                                                           ``__main__`` (098dcd1)
 ``anyir-l``       32    4, 6, 6, 8      4       8.513M   39.19           their earlier default (864b784)
-``anyir-tiny``    16    1, 2, 2, 4      2       1.89M    6.9             ours: the CPU / phone size
+``anyir-tiny``    16    1, 2, 2, 4      2       1.092M   4.39            ours: the CPU / phone size
 ================  ====  ==============  ======  =======  ==============  ==============================
 
 Decoder depths repeat the encoder's (levels 1-3), heads 1/2/4/8, FFN expansion 2, GatedDA
