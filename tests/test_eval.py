@@ -65,6 +65,9 @@ def test_synthetic_sets_are_seeded_and_labelled(shared_data):
     assert all(np.array_equal(x[1], y[1]) for x, y in zip(a, b))
     assert not np.array_equal(a[0][1], c[0][1])
     assert s.synthetic and not SETS["cbsd68-25"].synthetic
+    # synthetic rain: bright streaks added to the clean image (every pixel at least as bright, some brighter)
+    r = list(load_pairs(SETS["rain-synth"], shared_data, limit=2))
+    assert SETS["rain-synth"].synthetic and all((lq >= gt).all() and (lq > gt).any() for _, lq, gt in r)
     # sigma 25 noise on CBSD68: the noisy input PSNR is near the literature's 20.2 dB (clipping to [0, 255] raises it a little)
     n = list(load_pairs(SETS["cbsd68-25"], shared_data, limit=10))
     assert np.mean([psnr(lq, gt) for _, lq, gt in n]) == pytest.approx(20.2, abs=0.7)

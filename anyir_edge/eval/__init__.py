@@ -8,8 +8,9 @@ Protocol (see :mod:`anyir_edge.metrics` for the metric conventions):
 * The model sees float32 RGB in [0, 1]; its output is clipped and rounded to uint8 before the
   metrics.  ``input`` rows are the identity baseline (degraded input vs ground truth).
 * Sets: ``cbsd68-15/25/50`` (Gaussian noise on CBSD68, the literature's protocol),
-  ``rain100l`` (real pairs), and ``haze-synth``, ``lowlight-synth``, ``blur-synth``
-  (synthetic degradations of CBSD68's clean images; always labelled synthetic), and ``clean``
+  ``rain100l`` (real pairs), and ``rain-synth``, ``haze-synth``, ``lowlight-synth``, ``blur-synth``
+  (synthetic degradations of CBSD68's clean images; always labelled synthetic: ``rain-synth``
+  is the training data's streak model, which shows whether a model removes rain at all), and ``clean``
   (CBSD68's clean images as input: a restorer should leave them alone; it catches a model that
   mistakes a clean photo for a degraded one).  Any folder with ``lq/`` and ``gt/`` can be given
   as a set too.
@@ -58,6 +59,7 @@ SETS: dict[str, EvalSet] = {
     "cbsd68-25": EvalSet("cbsd68-25", "CBSD68", "noise", {"noise": {"sigma": 25}}, sigma=25),
     "cbsd68-50": EvalSet("cbsd68-50", "CBSD68", "noise", {"noise": {"sigma": 50}}, sigma=50),
     "rain100l": EvalSet("rain100l", "Rain100L"),
+    "rain-synth": EvalSet("rain-synth", "CBSD68", "rain", synthetic=True),
     "haze-synth": EvalSet("haze-synth", "CBSD68", "haze", synthetic=True),
     "lowlight-synth": EvalSet("lowlight-synth", "CBSD68", "lowlight", synthetic=True),
     "blur-synth": EvalSet("blur-synth", "CBSD68", "blur", synthetic=True),
