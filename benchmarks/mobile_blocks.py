@@ -8,7 +8,8 @@ whole model, and runs that stage as its own engine twice: the *mobile* deploy fo
 ExecuTorch + XNNPACK (what ``--to executorch`` ships) and the *cpu* deploy form exported to
 ONNX and run in ONNX Runtime (what ``--to onnx`` ships), both with the frequency path in its
 ``fold`` form. Timings are medians of interleaved runs after warm-up, at the given thread
-count; the table gives each stage's ET / ORT ratio and its share of both totals.
+count (after one warm-up run, which also gives the largest difference between the two forms);
+the table gives each stage's ET / ORT ratio and both totals.
 
     python benchmarks/mobile_blocks.py --model anyir-tiny --size 224 --threads 1 \\
         --json benchmarks/results/mobile-blocks-anyir-tiny-224-1t.json
@@ -21,15 +22,12 @@ import argparse
 import io
 import json
 import os
-import platform
-import statistics
 import sys
 import tempfile
-import time
 
-import numpy as np
 import torch
 
+from _variants import compare_row, ort_runner, started
 from anyir_edge import DEFAULT_MODEL
 
 STAGES = ("patch_embed", "encoder_level1", "down1_2", "encoder_level2", "down2_3", "encoder_level3", "down3_4",
@@ -61,9 +59,9 @@ def ort_session(module: torch.nn.Module, x: torch.Tensor, threads: int):
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads
-    sess = ort.InferenceSession(f.getvalue(), sess_options=so, providers=["CPUExecutionProvider"])
-    feed = {"x": x.numpy()}
-    return lambda: sess.run(None, feed)[0]
+    run = ort_runner(ort.InferenceSession(f.getvalue(), sess_options=so, providers=["CPUExecutionProvider"]))
+    feed = x.numpy()
+    return lambda: run(feed)
 
 
 def et_method(module: torch.nn.Module, x: torch.Tensor, threads: int, tmp: str):
@@ -83,39 +81,28 @@ def et_method(module: torch.nn.Module, x: torch.Tensor, threads: int, tmp: str):
     return lambda: method.execute([x])[0].numpy()
 
 
-def time_interleaved(fns: dict, repeats: int, warmup: int) -> dict[str, float]:
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=DEFAULT_MODEL,
                     help=f"shipped name, checkpoint, or an architecture name with random weights (default {DEFAULT_MODEL})")
     ap.add_argument("--size", type=int, default=224, help="square input side, a multiple of the model's size multiple (default 224)")
     ap.add_argument("--threads", type=int, default=1, help="threads of both engines (default 1)")
-    ap.add_argument("--repeats", type=int, default=15, help="timed runs per engine and stage (default 15)")
+    ap.add_argument("--repeats", type=int, default=15, help="timed runs per engine and stage, interleaved (default 15)")
     ap.add_argument("--json", default=None, help="write the table here")
     args = ap.parse_args(argv)
 
+    from anyir_edge.bench import random_model
     from anyir_edge.errors import CheckpointError
     from anyir_edge.export.mobile_export import quiet
-    from anyir_edge.models import create, get_architecture
+    from anyir_edge.models import get_architecture
     from anyir_edge.models.checkpoint import load_model
+    from anyir_edge.runtime.backends import cpu_info
 
     torch.set_num_threads(args.threads)
     try:
         model = load_model(args.model)
     except CheckpointError:  # e.g. anyir-tiny before its weights ship: timing does not need trained weights
-        model = create(args.model)
+        model = random_model(args.model)
         print(f"{args.model}: no shipped weights, timing random weights", file=sys.stderr)
     model = model.float().eval()
     arch = get_architecture(model)
@@ -138,21 +125,17 @@ def main(argv=None) -> int:
             except Exception as e:  # a stage that does not export alone is reported, not fatal
                 print(f"{name}: skipped ({str(e).splitlines()[0][:120]})", file=sys.stderr)
                 continue
-            # the two forms must compute the same stage (channel padding aside): compare what both give
-            yo, ye = fns["ort"](), fns["et"]()
-            c = min(yo.shape[1], ye.shape[1])
-            diff = float(np.abs(yo[:, :c] - ye[:, :c]).max())
-            ms = time_interleaved(fns, args.repeats, warmup=3)
-            rows.append({"stage": name, "input": list(xo.shape), "ort_ms": ms["ort"], "et_ms": ms["et"],
-                         "et_over_ort": ms["et"] / ms["ort"], "max_abs_diff": diff})
-            print(f"{name:20s} {str(tuple(xo.shape)):22s} ORT {ms['ort']:8.2f} ms  ET {ms['et']:8.2f} ms  "
-                  f"ratio {ms['et'] / ms['ort']:.2f}  (max |diff| {diff:.1e})", flush=True)
-    tot_o, tot_e = sum(r["ort_ms"] for r in rows), sum(r["et_ms"] for r in rows)
+            # the mobile form is an exact rewrite of the cpu form (same padded channels): max_abs_vs_ort shows it
+            row = compare_row(fns, args.repeats, "ort", stage=name, input=list(xo.shape))
+            rows.append(row)
+            print(f"{name:20s} {str(tuple(xo.shape)):22s} ORT {row['ms']['ort']:8.1f} ms  ET {row['ms']['et']:8.1f} ms  "
+                  f"ratio {row['ratio_to_ort']['et']:.2f}  (max |diff| {row['max_abs_vs_ort']['et']:.1e})", flush=True)
+    tot_o, tot_e = (sum(r["ms"][k] for r in rows) for k in ("ort", "et"))
     print(f"{'total':20s} {'':22s} ORT {tot_o:8.2f} ms  ET {tot_e:8.2f} ms  ratio {tot_e / max(tot_o, 1e-9):.2f}")
     if args.json:
         out = {"command": " ".join([os.path.basename(sys.argv[0])] + (argv or sys.argv[1:])),
                "model": args.model, "size": args.size, "threads": args.threads, "repeats": args.repeats,
-               "cpu": platform.processor() or platform.machine(), "stages": rows,
+               "cpu": cpu_info()["model"], "when": started(), "stages": rows,
                "total": {"ort_ms": tot_o, "et_ms": tot_e}}
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)
