@@ -45,6 +45,7 @@ from anyir_edge.models.layers import channel_attention
 from anyir_edge.runtime.backends import cpu_info
 
 M = importlib.import_module("anyir_edge.models.anyir.mobile")  # the package exports a function of that name
+shared_mobile = importlib.import_module("anyir_edge.models.mobile")
 VARIANTS = ("cpu", "folds", "blocks", "+resample", "+split-7x7", "mobile")
 RESULTS = Path(__file__).parent / "results"
 
@@ -95,16 +96,18 @@ def build(model, variant: str):
     patches = {"norm_parts": _keep_layernorm}
     if variant in ("blocks", "+resample"):
         patches["fast_depthwise"] = lambda conv: conv
-    saved = {k: getattr(M, k) for k in patches}
+    # AnyIR's block reads them from its module, the shared FFN (MobileFFN) from models.mobile
+    mods = (M, shared_mobile)
+    saved = [(mod, k, getattr(mod, k)) for mod in mods for k in patches if hasattr(mod, k)]
     try:
-        for k, v in patches.items():
-            setattr(M, k, v)
+        for mod, k, _ in saved:
+            setattr(mod, k, patches[k])
         replace_modules(out, M.Block, M.MobileBlock)
         if variant != "blocks":
-            replace_modules(out, M.Resample, M._resample)
+            replace_modules(out, M.Resample, M.mobile_resample)
     finally:
-        for k, v in saved.items():
-            setattr(M, k, v)
+        for mod, k, v in saved:
+            setattr(mod, k, v)
     return out.eval()
 
 

@@ -27,6 +27,7 @@ partitions.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -206,3 +207,84 @@ def fast_depthwise(conv: nn.Conv2d) -> nn.Module:
     """``conv`` itself, or :class:`SplitDepthwise` where it is a depthwise kernel over 5x5."""
     big = conv.kernel_size[0] > 5 and conv.groups == conv.in_channels == conv.out_channels
     return SplitDepthwise(conv) if big else conv
+
+
+def split_rows(conv: nn.Conv2d, sizes) -> list[nn.Conv2d]:
+    """A convolution (dense or depthwise, stride 1, "same" padding) as one per block of
+    consecutive output channels (``sizes`` may leave trailing channels out): what replaces a
+    ``chunk`` / ``split`` of its output."""
+    out, start = [], 0
+    dw = conv.groups == conv.in_channels == conv.out_channels and conv.groups > 1
+    for n in sizes:
+        k = conv.kernel_size[0]
+        part = nn.Conv2d(n if dw else conv.in_channels, n, k, padding=k // 2, groups=n if dw else 1,
+                         bias=conv.bias is not None)
+        with torch.no_grad():
+            part.weight.copy_(conv.weight[start:start + n])
+            if conv.bias is not None:
+                part.bias.copy_(conv.bias[start:start + n])
+        out.append(part)
+        start += n
+    return out
+
+
+def mobile_resample(r: nn.Module) -> nn.Module:
+    """A :class:`~anyir_edge.models.layers.Resample` (conv3x3 + pixel (un)shuffle) as one
+    strided (transposed) convolution."""
+    body = r.body
+    return strided_downsample(body) if isinstance(body[1], nn.PixelUnshuffle) else transposed_upsample(body)
+
+
+class MobileFFN(nn.Module):
+    """``ffn(norm(x))`` for Restormer's gated FFN in the CPU deploy form
+    (:class:`~anyir_edge.models.deploy.DeployGDFN`): the LayerNorm a :class:`ChannelNorm`, its
+    affine part folded into both branches' input convolutions."""
+
+    def __init__(self, norm: nn.Module, ffn: nn.Module):
+        super().__init__()
+        from .deploy import DeployGDFN
+
+        if not isinstance(ffn, DeployGDFN):
+            raise TypeError("the mobile form is built on the CPU deploy form (DeployGDFN)")
+        self.norm, w, b = norm_parts(norm)
+        self.in_a, self.in_b = fold_affine_into_conv(ffn.in_a, w, b), fold_affine_into_conv(ffn.in_b, w, b)
+        self.dw_a, self.dw_b, self.project_out = ffn.dw_a, ffn.dw_b, ffn.project_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(x)
+        return self.project_out(F.gelu(self.dw_a(self.in_a(y))) * self.dw_b(self.in_b(y)))
+
+
+class MobileMDTA(nn.Module):
+    """``attn(norm(x))`` for Restormer's transposed attention (:class:`~anyir_edge.models.layers.MDTA`):
+    ``qkv`` + its depthwise conv + ``chunk(3)`` as three convolutions and three depthwise convs
+    (the LayerNorm's affine part folded into the first three), :class:`ChannelAttentionB1`."""
+
+    def __init__(self, norm: nn.Module, attn: nn.Module):
+        super().__init__()
+        dim = attn.project_out.in_channels
+        self.norm, w, b = norm_parts(norm)
+        self.to_q, self.to_k, self.to_v = (fold_affine_into_conv(c, w, b) for c in split_rows(attn.qkv, (dim,) * 3))
+        self.dw_q, self.dw_k, self.dw_v = split_rows(attn.qkv_dwconv, (dim,) * 3)
+        self.temperature = attn.temperature
+        self.attention = ChannelAttentionB1(dim, attn.heads)
+        self.project_out = attn.project_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm(x)
+        q, k, v = self.dw_q(self.to_q(y)), self.dw_k(self.to_k(y)), self.dw_v(self.to_v(y))
+        return self.project_out(self.attention(q, k, v, self.temperature))
+
+
+class MobileTransformerBlock(nn.Module):
+    """Restormer's ``TransformerBlock`` (``norm1``, ``attn`` an MDTA, ``norm2``, ``ffn`` a
+    DeployGDFN): ``x + attn(norm1(x))`` then ``x + ffn(norm2(x))`` in the mobile form."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.attn = MobileMDTA(block.norm1, block.attn)
+        self.ffn = MobileFFN(block.norm2, block.ffn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x)
+        return x + self.ffn(x)

@@ -21,38 +21,20 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
-from ..deploy import DeployGDFN, replace_modules
+from ..deploy import replace_modules
 from ..layers import Resample
 from ..mobile import (
     ChannelAttentionB1,
+    MobileFFN,
     conv_from_matrix,
     fast_depthwise,
     fold_affine_into_conv,
+    mobile_resample,
     norm_parts,
-    strided_downsample,
-    transposed_upsample,
+    split_rows,
 )
 from .model import AnyIR, Block
-
-
-def _split_rows(conv: nn.Conv2d, sizes) -> list[nn.Conv2d]:
-    """A convolution (dense or depthwise) as one per block of consecutive output channels
-    (``sizes`` may leave trailing channels out)."""
-    out, start = [], 0
-    dw = conv.groups == conv.in_channels == conv.out_channels and conv.groups > 1
-    for n in sizes:
-        k = conv.kernel_size[0]
-        part = nn.Conv2d(n if dw else conv.in_channels, n, k, padding=k // 2, groups=n if dw else 1,
-                         bias=conv.bias is not None)
-        with torch.no_grad():
-            part.weight.copy_(conv.weight[start:start + n])
-            if conv.bias is not None:
-                part.bias.copy_(conv.bias[start:start + n])
-        out.append(part)
-        start += n
-    return out
 
 
 def fused_projection(attn) -> nn.Conv2d:
@@ -75,9 +57,9 @@ class MobileBlock(nn.Module):
         half = dim // 2
         even, odd = torch.arange(0, dim, 2), torch.arange(1, dim, 2)
         self.norm1, w1, b1 = norm_parts(block.norm1)
-        q, k, v = _split_rows(attn.qkv, (half,) * 3)
+        q, k, v = split_rows(attn.qkv, (half,) * 3)
         self.to_q, self.to_k, self.to_v = (fold_affine_into_conv(c, w1, b1, even) for c in (q, k, v))
-        self.dw_q, self.dw_k, self.dw_v = _split_rows(attn.qkv_dwconv, (half,) * 3)
+        self.dw_q, self.dw_k, self.dw_v = split_rows(attn.qkv_dwconv, (half,) * 3)
         self.temperature = attn.temperature
         self.attention = ChannelAttentionB1(half, attn.heads)
         self.to_odd = fold_affine_into_conv(conv_from_matrix(torch.eye(half)), w1, b1, odd)
@@ -85,12 +67,12 @@ class MobileBlock(nn.Module):
         # alpha at its real width n: the CPU form's zero channels (ONNX Runtime's blocked kernels
         # want multiples of 8) are only extra work for XNNPACK
         c, n = gda.gate.splits[0], gda.alpha_channels
-        self.exp_gamma, self.exp_beta, self.exp_alpha = _split_rows(gda.W_exp, (c, c, n))
+        self.exp_gamma, self.exp_beta, self.exp_alpha = split_rows(gda.W_exp, (c, c, n))
         self.register_buffer("scale", gda.scale.clone())
         self.register_buffer("shift", gda.shift.clone())
         self.tau = gda.gate.tau
         self.tile = conv_from_matrix(torch.eye(c).repeat(-(-n // c), 1)[:n])
-        self.W_depth = fast_depthwise(_split_rows(gda.gate.W_depth, (n,))[0])
+        self.W_depth = fast_depthwise(split_rows(gda.gate.W_depth, (n,))[0])
         self.W_gate = nn.Conv2d(c + n, c, 1, bias=False)
         with torch.no_grad():
             self.W_gate.weight.copy_(gda.gate.W_gate.weight[:, :c + n])
@@ -98,11 +80,7 @@ class MobileBlock(nn.Module):
         self.gate_eps = gda.gate.eps
         self.fuse = fused_projection(attn)
         # FFN: LayerNorm's affine part into both branches' input convolutions
-        self.norm2, w2, b2 = norm_parts(block.norm2)
-        if not isinstance(ffn, DeployGDFN):
-            raise TypeError("the mobile form is built on the CPU deploy form (DeployGDFN)")
-        self.in_a, self.in_b = fold_affine_into_conv(ffn.in_a, w2, b2), fold_affine_into_conv(ffn.in_b, w2, b2)
-        self.dw_a, self.dw_b, self.ffn_out = ffn.dw_a, ffn.dw_b, ffn.project_out
+        self.ffn = MobileFFN(block.norm2, ffn)
 
     def gated(self, x: torch.Tensor) -> torch.Tensor:
         mu = x.mean(dim=(2, 3), keepdim=True)
@@ -118,15 +96,10 @@ class MobileBlock(nn.Module):
         a = self.attention(self.dw_q(self.to_q(y)), self.dw_k(self.to_k(y)), self.dw_v(self.to_v(y)), self.temperature)
         g = self.gated(self.to_odd(y))
         x = x + self.fuse(torch.cat([a + torch.sigmoid(g), g + torch.sigmoid(a), a + g], dim=1))
-        y = self.norm2(x)
-        return x + self.ffn_out(F.gelu(self.dw_a(self.in_a(y))) * self.dw_b(self.in_b(y)))
-
-
-def _resample(r: Resample) -> nn.Module:
-    return strided_downsample(r.body) if isinstance(r.body[1], nn.PixelUnshuffle) else transposed_upsample(r.body)
+        return x + self.ffn(x)
 
 
 def mobile(model: AnyIR) -> AnyIR:
     """The CPU deploy form of ``model`` (modified in place) in the mobile form."""
     replace_modules(model, Block, MobileBlock)
-    return replace_modules(model, Resample, _resample)
+    return replace_modules(model, Resample, mobile_resample)

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from ..base import Architecture, ConfigError, block_count, shape_of
 from ..deploy import split_gated_ffns
 from .model import PromptGen, PromptIR, PromptIRConfig
+from .mobile import mobile
 
 CONFIGS = {
     "promptir": PromptIRConfig(),
@@ -101,6 +102,7 @@ ARCH = Architecture(
     detect=detect,
     infer_config=infer_config,
     deploy=deploy,
+    mobile=mobile,
     source="github.com/va1shn9v/PromptIR net/model.py (read, not copied)",
     licence="this implementation: Apache-2.0; the authors' weights: academic, non-commercial use only (their licence)",
 )
