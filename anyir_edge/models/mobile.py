@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .deploy import DeployGDFN
+
 
 def fold_affine_into_conv(conv: nn.Conv2d, weight: torch.Tensor | None, bias: torch.Tensor | None,
                           rows: torch.Tensor | None = None) -> nn.Conv2d:
@@ -242,8 +244,6 @@ class MobileFFN(nn.Module):
 
     def __init__(self, norm: nn.Module, ffn: nn.Module):
         super().__init__()
-        from .deploy import DeployGDFN
-
         if not isinstance(ffn, DeployGDFN):
             raise TypeError("the mobile form is built on the CPU deploy form (DeployGDFN)")
         self.norm, w, b = norm_parts(norm)
