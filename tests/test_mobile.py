@@ -123,11 +123,58 @@ def test_anyir_mobile_form_equals_the_model(overrides):
 
 
 def test_architectures_without_a_mobile_form_fall_back_to_the_cpu_form():
-    m = create("moce-ir-s")
+    m = create("anyir-paper-tiny")
     arch = get_architecture(m)
     assert arch.mobile is None and arch.deploy_form("mobile") == "cpu"
     with pytest.raises(ValueError, match="deploy form"):
         arch.deploy_copy(m, "phone")
+
+
+def test_patch_spectral_product_as_strided_convolutions_equals_the_fft():
+    """MoCE-IR's expert product irfft2(rfft2(q) * rfft2(k)) per p x p patch, with q and k
+    zero-padded to multiples of p: the strided-convolution DFTs against torch.fft, for sizes that
+    are and are not multiples of p."""
+    from anyir_edge.models.moce_ir.mobile import PatchSpectralProduct
+    from anyir_edge.models.moce_ir.model import PatchDFT, from_patches, to_patches
+
+    for p in (4, 8, 32):
+        prod = PatchSpectralProduct(3, PatchDFT(p))
+        for h, w in ((2 * p, 3 * p), (p + 3, 2 * p - 5)):
+            q, k = torch.randn(1, 3, h, w), torch.randn(1, 3, h, w)
+            qp, kp = to_patches(q.double(), p), to_patches(k.double(), p)
+            ref = from_patches(torch.fft.irfft2(torch.fft.rfft2(qp) * torch.fft.rfft2(kp), s=(p, p)), h, w)
+            assert psnr_db(prod(q, k), ref) > 110
+
+
+@pytest.mark.parametrize("tag", ["d4-spread", "d4-top2-bias-biasfree"])
+def test_moce_ir_mobile_form_equals_the_authors_model(tag):
+    """MoCE-IR's mobile form (encoder / decoder blocks, experts with their patch DFTs as strided
+    convolutions, resamplers) computes what the authors' network computes: the golden fixtures of
+    tests/test_moce_ir.py (their checkpoint layout; with and without biases, both LayerNorm kinds,
+    3 and 4 experts), one image at a time, at the fixtures' sizes and at sizes that are not
+    multiples of the experts' patches."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from anyir_edge import load_model
+
+    fixtures = Path(__file__).parent / "fixtures"
+    m = load_model(fixtures / f"moce-ir-authors-{tag}.ckpt")
+    arch = get_architecture(m)
+    assert arch.deploy_form("mobile") == "mobile"
+    mob = arch.deploy_copy(m, "mobile")
+    kinds = {type(x).__name__ for x in mob.modules()}
+    assert {"MobileTransformerBlock", "MobileDecoderBlock", "MobileExpert", "PatchSpectralProduct"} <= kinds
+    assert not kinds & {"EncoderBlock", "DecoderBlock", "ModExpert", "FFTAttention", "PixelShuffle",
+                        "PixelUnshuffle", "LayerNorm2d", "GatedFFN"}
+    io = load_file(str(fixtures / f"moce-ir-authors-{tag}.io.safetensors"))
+    inputs = [io["input"][i:i + 1] for i in range(io["input"].shape[0])]
+    inputs += [torch.rand(1, 3, 20, 36), torch.rand(1, 3, 72, 40)]
+    for x in inputs:
+        with torch.no_grad():
+            assert psnr_db(mob(x), m(x)) > 110
+    assert all(p1 is not p2 for p1, p2 in zip(m.parameters(), mob.parameters()))  # the model is untouched
 
 
 def test_half_compute_keeps_the_attention_float32_where_fp16_overflows():

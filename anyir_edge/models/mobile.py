@@ -71,6 +71,18 @@ def conv_from_matrix(m: torch.Tensor, bias: torch.Tensor | None = None) -> nn.Co
     return out
 
 
+def compose_1x1(outer: nn.Conv2d, inner: nn.Conv2d) -> nn.Conv2d:
+    """The 1x1 convolution ``outer(inner(x))`` of two dense 1x1 convolutions."""
+    for c in (outer, inner):
+        if c.kernel_size != (1, 1) or c.groups != 1 or c.stride != (1, 1):
+            raise ValueError("compose_1x1 takes dense 1x1 convolutions of stride 1")
+    wo, wi = outer.weight.detach()[:, :, 0, 0], inner.weight.detach()[:, :, 0, 0]
+    b = torch.zeros(wo.shape[0], dtype=wo.dtype) if outer.bias is None else outer.bias.detach().clone()
+    if inner.bias is not None:
+        b = b + wo @ inner.bias.detach()
+    return conv_from_matrix(wo @ wi, b)
+
+
 class ChannelNorm(nn.Module):
     """LayerNorm across channels *without* its affine part, from 1x1 convolutions:
     ``(x - mean_c x) / sqrt(var_c x + eps)`` (``centred=True``, LayerNorm "WithBias") or
@@ -258,32 +270,47 @@ class MobileFFN(nn.Module):
 class MobileMDTA(nn.Module):
     """``attn(norm(x))`` for Restormer's transposed attention (:class:`~anyir_edge.models.layers.MDTA`):
     ``qkv`` + its depthwise conv + ``chunk(3)`` as three convolutions and three depthwise convs
-    (the LayerNorm's affine part folded into the first three), :class:`ChannelAttentionB1`."""
+    (the LayerNorm's affine part folded into the first three), :class:`ChannelAttentionB1`.
+    ``pre``: a 1x1 convolution between the norm and the attention (MoCE-IR's decoder), composed
+    into the same three convolutions."""
 
-    def __init__(self, norm: nn.Module, attn: nn.Module):
+    def __init__(self, norm: nn.Module, attn: nn.Module, pre: nn.Conv2d | None = None):
         super().__init__()
         dim = attn.project_out.in_channels
         self.norm, w, b = norm_parts(norm)
-        self.to_q, self.to_k, self.to_v = (fold_affine_into_conv(c, w, b) for c in split_rows(attn.qkv, (dim,) * 3))
+        rows = split_rows(attn.qkv, (dim,) * 3)
+        if pre is None:
+            self.to_q, self.to_k, self.to_v = (fold_affine_into_conv(c, w, b) for c in rows)
+        else:
+            first = fold_affine_into_conv(pre, w, b)
+            self.to_q, self.to_k, self.to_v = (compose_1x1(c, first) for c in rows)
         self.dw_q, self.dw_k, self.dw_v = split_rows(attn.qkv_dwconv, (dim,) * 3)
         self.temperature = attn.temperature
         self.attention = ChannelAttentionB1(dim, attn.heads)
         self.project_out = attn.project_out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.norm(x)
+    def attend(self, y: torch.Tensor) -> torch.Tensor:
+        """The attention of an input already normalised by :attr:`norm`."""
         q, k, v = self.dw_q(self.to_q(y)), self.dw_k(self.to_k(y)), self.dw_v(self.to_v(y))
         return self.project_out(self.attention(q, k, v, self.temperature))
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attend(self.norm(x))
+
 
 class MobileTransformerBlock(nn.Module):
-    """Restormer's ``TransformerBlock`` (``norm1``, ``attn`` an MDTA, ``norm2``, ``ffn`` a
-    DeployGDFN): ``x + attn(norm1(x))`` then ``x + ffn(norm2(x))`` in the mobile form."""
+    """Restormer's ``TransformerBlock``: ``x + attn(norm1(x))`` then ``x + ffn(norm2(x))`` in the
+    mobile form, ``attn`` an MDTA and ``ffn`` a DeployGDFN (:meth:`from_block` takes a block
+    with Restormer's names ``norm1``, ``attn``, ``norm2``, ``ffn``)."""
 
-    def __init__(self, block: nn.Module):
+    def __init__(self, norm1: nn.Module, attn: nn.Module, norm2: nn.Module, ffn: nn.Module):
         super().__init__()
-        self.attn = MobileMDTA(block.norm1, block.attn)
-        self.ffn = MobileFFN(block.norm2, block.ffn)
+        self.attn = MobileMDTA(norm1, attn)
+        self.ffn = MobileFFN(norm2, ffn)
+
+    @classmethod
+    def from_block(cls, block: nn.Module) -> "MobileTransformerBlock":
+        return cls(block.norm1, block.attn, block.norm2, block.ffn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(x)

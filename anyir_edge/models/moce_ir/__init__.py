@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 from ..base import Architecture, ConfigError, block_count, shape_of
 from ..deploy import split_gated_ffns
+from .mobile import mobile
 from .model import MoCEIR, MoCEIRConfig
 
 CONFIGS = {
@@ -124,6 +125,7 @@ ARCH = Architecture(
     detect=detect,
     infer_config=infer_config,
     deploy=deploy,
+    mobile=mobile,
     source="github.com/eduardzamfir/MoCE-IR src/net/moce_ir.py (read, not copied)",
     licence="this implementation: Apache-2.0; the authors' code and weights: Apache-2.0",
 )

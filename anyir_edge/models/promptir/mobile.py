@@ -47,6 +47,6 @@ class MobilePromptGen(nn.Module):
 
 def mobile(model: PromptIR) -> PromptIR:
     """The CPU deploy form of ``model`` (modified in place) in the mobile form."""
-    replace_modules(model, Block, MobileTransformerBlock)
+    replace_modules(model, Block, MobileTransformerBlock.from_block)
     replace_modules(model, PromptGen, MobilePromptGen)
     return replace_modules(model, Resample, mobile_resample)
