@@ -45,16 +45,8 @@ from anyir_edge.models.layers import channel_attention
 from anyir_edge.runtime.backends import cpu_info
 
 M = importlib.import_module("anyir_edge.models.anyir.mobile")  # the package exports a function of that name
-shared_mobile = importlib.import_module("anyir_edge.models.mobile")
 VARIANTS = ("cpu", "folds", "blocks", "+resample", "+split-7x7", "mobile")
 RESULTS = Path(__file__).parent / "results"
-
-
-def _keep_layernorm(norm):
-    """``norm_parts`` that keeps the LayerNorm (its affine inside it): the convolutions that read
-    it fold a weight of ones (only the channel selection)."""
-    ln = getattr(norm, "body", norm)
-    return copy.deepcopy(norm), torch.ones(ln.weight.numel()), None
 
 
 class FoldsBlock(torch.nn.Module):
@@ -92,23 +84,10 @@ def build(model, variant: str):
         return replace_modules(arch.deploy_copy(model, "cpu"), M.Block, FoldsBlock).eval()
     if variant == "mobile":
         return arch.deploy_copy(model, "mobile")
-    out = arch.deploy_copy(model, "cpu")
-    patches = {"norm_parts": _keep_layernorm}
-    if variant in ("blocks", "+resample"):
-        patches["fast_depthwise"] = lambda conv: conv
-    # AnyIR's block reads them from its module, the shared FFN (MobileFFN) from models.mobile
-    mods = (M, shared_mobile)
-    saved = [(mod, k, getattr(mod, k)) for mod in mods for k in patches if hasattr(mod, k)]
-    try:
-        for mod, k, _ in saved:
-            setattr(mod, k, patches[k])
-        replace_modules(out, M.Block, M.MobileBlock)
-        if variant != "blocks":
-            replace_modules(out, M.Resample, M.mobile_resample)
-    finally:
-        for mod, k, v in saved:
-            setattr(mod, k, v)
-    return out.eval()
+    # the mobile form with rewrites left out (its builder's options): LayerNorm kept throughout,
+    # the 7x7 depthwise split from +split-7x7 on, the strided resamplers from +resample on
+    return M.mobile(arch.deploy_copy(model, "cpu"), keep_layernorm=True,
+                    split_depthwise=variant == "+split-7x7", strided_resample=variant != "blocks").eval()
 
 
 @contextlib.contextmanager

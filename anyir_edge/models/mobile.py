@@ -26,6 +26,8 @@ partitions.
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -103,10 +105,14 @@ class ChannelNorm(nn.Module):
         return d * r if self.centred else x * r
 
 
-def norm_parts(norm: nn.Module) -> tuple[ChannelNorm, torch.Tensor, torch.Tensor | None]:
+def norm_parts(norm: nn.Module, keep: bool = False) -> tuple[nn.Module, torch.Tensor, torch.Tensor | None]:
     """A :class:`~anyir_edge.models.layers.LayerNorm2d` (or a ``BodyNorm`` around one) as
-    (its :class:`ChannelNorm`, its weight, its bias or None)."""
+    (its :class:`ChannelNorm`, its weight, its bias or None).  ``keep``: (a copy of the LayerNorm
+    itself, ones, None), so the convolutions that read it fold nothing (for measuring what the
+    ChannelNorm rewrite is worth on a runtime that has a LayerNorm kernel)."""
     ln = getattr(norm, "body", norm)
+    if keep:
+        return copy.deepcopy(norm), torch.ones(ln.weight.numel()), None
     return ChannelNorm(ln.weight.numel(), ln.eps, ln.bias is not None), ln.weight, ln.bias
 
 
@@ -217,9 +223,10 @@ class SplitDepthwise(nn.Module):
         return out
 
 
-def fast_depthwise(conv: nn.Conv2d) -> nn.Module:
-    """``conv`` itself, or :class:`SplitDepthwise` where it is a depthwise kernel over 5x5."""
-    big = conv.kernel_size[0] > 5 and conv.groups == conv.in_channels == conv.out_channels
+def fast_depthwise(conv: nn.Conv2d, split: bool = True) -> nn.Module:
+    """``conv`` itself, or :class:`SplitDepthwise` where it is a depthwise kernel over 5x5
+    (and ``split``)."""
+    big = split and conv.kernel_size[0] > 5 and conv.groups == conv.in_channels == conv.out_channels
     return SplitDepthwise(conv) if big else conv
 
 
@@ -254,11 +261,11 @@ class MobileFFN(nn.Module):
     (:class:`~anyir_edge.models.deploy.DeployGDFN`): the LayerNorm a :class:`ChannelNorm`, its
     affine part folded into both branches' input convolutions."""
 
-    def __init__(self, norm: nn.Module, ffn: nn.Module):
+    def __init__(self, norm: nn.Module, ffn: nn.Module, keep_layernorm: bool = False):
         super().__init__()
         if not isinstance(ffn, DeployGDFN):
             raise TypeError("the mobile form is built on the CPU deploy form (DeployGDFN)")
-        self.norm, w, b = norm_parts(norm)
+        self.norm, w, b = norm_parts(norm, keep_layernorm)
         self.in_a, self.in_b = fold_affine_into_conv(ffn.in_a, w, b), fold_affine_into_conv(ffn.in_b, w, b)
         self.dw_a, self.dw_b, self.project_out = ffn.dw_a, ffn.dw_b, ffn.project_out
 

@@ -50,13 +50,13 @@ def fused_projection(attn) -> nn.Conv2d:
 class MobileBlock(nn.Module):
     """One AnyIR block (CPU deploy form) in the mobile form; see the module docstring."""
 
-    def __init__(self, block: Block):
+    def __init__(self, block: Block, keep_layernorm: bool = False, split_depthwise: bool = True):
         super().__init__()
         attn, gda, ffn = block.attn, block.attn.gatedcnn, block.ffn
         dim = attn.project_out.out_channels
         half = dim // 2
         even, odd = torch.arange(0, dim, 2), torch.arange(1, dim, 2)
-        self.norm1, w1, b1 = norm_parts(block.norm1)
+        self.norm1, w1, b1 = norm_parts(block.norm1, keep_layernorm)
         q, k, v = split_rows(attn.qkv, (half,) * 3)
         self.to_q, self.to_k, self.to_v = (fold_affine_into_conv(c, w1, b1, even) for c in (q, k, v))
         self.dw_q, self.dw_k, self.dw_v = split_rows(attn.qkv_dwconv, (half,) * 3)
@@ -72,7 +72,7 @@ class MobileBlock(nn.Module):
         self.register_buffer("shift", gda.shift.clone())
         self.tau = gda.gate.tau
         self.tile = conv_from_matrix(torch.eye(c).repeat(-(-n // c), 1)[:n])
-        self.W_depth = fast_depthwise(split_rows(gda.gate.W_depth, (n,))[0])
+        self.W_depth = fast_depthwise(split_rows(gda.gate.W_depth, (n,))[0], split_depthwise)
         self.W_gate = nn.Conv2d(c + n, c, 1, bias=False)
         with torch.no_grad():
             self.W_gate.weight.copy_(gda.gate.W_gate.weight[:, :c + n])
@@ -80,7 +80,7 @@ class MobileBlock(nn.Module):
         self.gate_eps = gda.gate.eps
         self.fuse = fused_projection(attn)
         # FFN: LayerNorm's affine part into both branches' input convolutions
-        self.ffn = MobileFFN(block.norm2, ffn)
+        self.ffn = MobileFFN(block.norm2, ffn, keep_layernorm)
 
     def gated(self, x: torch.Tensor) -> torch.Tensor:
         mu = x.mean(dim=(2, 3), keepdim=True)
@@ -99,7 +99,11 @@ class MobileBlock(nn.Module):
         return x + self.ffn(x)
 
 
-def mobile(model: AnyIR) -> AnyIR:
-    """The CPU deploy form of ``model`` (modified in place) in the mobile form."""
-    replace_modules(model, Block, MobileBlock)
-    return replace_modules(model, Resample, mobile_resample)
+def mobile(model: AnyIR, keep_layernorm: bool = False, split_depthwise: bool = True,
+           strided_resample: bool = True) -> AnyIR:
+    """The CPU deploy form of ``model`` (modified in place) in the mobile form.  The options
+    leave single rewrites out (all exact either way), for measuring what each is worth on a
+    runtime (``benchmarks/mobile_rewrites_ort.py``): the LayerNorm as it is, the 7x7 depthwise
+    convolution whole, the down / up sampling as conv + pixel (un)shuffle."""
+    replace_modules(model, Block, lambda b: MobileBlock(b, keep_layernorm, split_depthwise))
+    return replace_modules(model, Resample, mobile_resample) if strided_resample else model
