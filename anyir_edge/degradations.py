@@ -8,7 +8,9 @@ a new float32 array of the same shape clipped to ``[0, 1]``; invalid input
 All randomness comes from the ``rng`` argument (a ``numpy.random.Generator``,
 an ``int`` seed, or ``None`` for a fresh non-reproducible generator), so the
 same seed gives bit-identical output.  Any parameter left as ``None`` is
-sampled from ``rng`` in the range listed below.
+sampled from ``rng`` in the range listed below; one given as a pair ``[low, high]``
+is drawn uniformly from ``rng`` within it (integer parameters truncated), so a training
+config can set its own ranges (``params: {rain: {intensity: [0.12, 0.35]}}``).
 
 Models (registry name: function)
 --------------------------------
@@ -100,10 +102,19 @@ def _finish(x: np.ndarray) -> np.ndarray:
 
 
 def _param(value, sample: Callable[[], float], name: str, lo: float = 0.0,
-           hi: float = np.inf) -> float:
-    """Return ``value`` (checked to lie in the domain [lo, hi]) or a fresh sample."""
+           hi: float = np.inf, rng: np.random.Generator | None = None) -> float:
+    """Return ``value`` (checked to lie in the domain [lo, hi]), a fresh sample of the default
+    range (``value`` None), or a uniform sample of a given range (``value`` a pair [a, b] in the
+    domain, drawn from ``rng``)."""
     if value is None:
         return float(sample())
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2 or rng is None:
+            raise ValueError(f"{name} must be a number or a range [low, high], got {list(value)}")
+        a, b = (_param(v, sample, name, lo, hi) for v in value)
+        if a > b:
+            raise ValueError(f"{name} range [{a}, {b}] is empty (low > high)")
+        return float(rng.uniform(a, b))
     value = float(value)
     if not (np.isfinite(value) and lo <= value <= hi):
         raise ValueError(f"{name} must be a finite number in [{lo}, {hi}], got {value}")
@@ -125,7 +136,7 @@ def _filter(x: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 def gaussian_noise(img: np.ndarray, rng: RngLike = None, sigma: float | None = None) -> np.ndarray:
     """Additive white Gaussian noise; ``sigma`` on the 0-255 scale (default: one of 15/25/50)."""
     x, rng = _check(img), _as_rng(rng)
-    sigma = _param(sigma, lambda: rng.choice([15, 25, 50]), "sigma")
+    sigma = _param(sigma, lambda: rng.choice([15, 25, 50]), "sigma", rng=rng)
     return _finish(x + rng.standard_normal(x.shape, dtype=np.float32) * np.float32(sigma / 255.0))
 
 
@@ -149,11 +160,11 @@ def rain(img: np.ndarray, rng: RngLike = None, density: float | str | None = Non
         if density not in RAIN_LEVELS:
             raise ValueError(f"unknown rain level {density!r}; valid: {', '.join(RAIN_LEVELS)}")
         density = RAIN_LEVELS[density]
-    density = _param(density, lambda: rng.uniform(0.0002, 0.002), "density", 0.0, 1.0)
-    length = int(_param(length, lambda: rng.integers(10, 41), "length", 1, 1000))
-    angle = _param(angle, lambda: rng.uniform(-30.0, 30.0), "angle", -90.0, 90.0)
-    width = int(_param(width, lambda: rng.integers(1, 3), "width", 1, 100))
-    intensity = _param(intensity, lambda: rng.uniform(0.3, 0.8), "intensity", 0.0, 1.0)
+    density = _param(density, lambda: rng.uniform(0.0002, 0.002), "density", 0.0, 1.0, rng=rng)
+    length = int(_param(length, lambda: rng.integers(10, 41), "length", 1, 1000, rng=rng))
+    angle = _param(angle, lambda: rng.uniform(-30.0, 30.0), "angle", -90.0, 90.0, rng=rng)
+    width = int(_param(width, lambda: rng.integers(1, 3), "width", 1, 100, rng=rng))
+    intensity = _param(intensity, lambda: rng.uniform(0.3, 0.8), "intensity", 0.0, 1.0, rng=rng)
 
     h, w = x.shape[:2]
     seeds = (rng.random((h, w)) < density) * rng.uniform(0.6, 1.0, (h, w))
@@ -181,7 +192,7 @@ def haze(img: np.ndarray, rng: RngLike = None, beta: float | None = None,
          airlight: float | Iterable[float] | None = None) -> np.ndarray:
     """Atmospheric-scattering haze ``I = J t + A (1 - t)``, ``t = exp(-beta * depth)``."""
     x, rng = _check(img), _as_rng(rng)
-    beta = _param(beta, lambda: rng.uniform(0.5, 2.5), "beta")
+    beta = _param(beta, lambda: rng.uniform(0.5, 2.5), "beta", rng=rng)
     if airlight is None:
         a = rng.uniform(0.8, 1.0) + rng.uniform(-0.03, 0.03, 3)
     else:
@@ -198,10 +209,10 @@ def low_light(img: np.ndarray, rng: RngLike = None, exposure: float | None = Non
               read: float | None = None) -> np.ndarray:
     """Darken (``exposure * img**gamma``) and add Poisson-Gaussian sensor noise."""
     x, rng = _check(img), _as_rng(rng)
-    exposure = _param(exposure, lambda: rng.uniform(0.05, 0.3), "exposure", 0.0, 1.0)
-    gamma = _param(gamma, lambda: rng.uniform(1.5, 3.0), "gamma", 1e-3)
-    shot = _param(shot, lambda: np.exp(rng.uniform(np.log(1e-4), np.log(1e-2))), "shot")
-    read = _param(read, lambda: rng.uniform(0.001, 0.01), "read")
+    exposure = _param(exposure, lambda: rng.uniform(0.05, 0.3), "exposure", 0.0, 1.0, rng=rng)
+    gamma = _param(gamma, lambda: rng.uniform(1.5, 3.0), "gamma", 1e-3, rng=rng)
+    shot = _param(shot, lambda: np.exp(rng.uniform(np.log(1e-4), np.log(1e-2))), "shot", rng=rng)
+    read = _param(read, lambda: rng.uniform(0.001, 0.01), "read", rng=rng)
     y = np.power(np.clip(x, 0.0, 1.0), gamma) * exposure
     if shot > 0:
         y = rng.poisson(y / shot) * shot
@@ -212,7 +223,7 @@ def low_light(img: np.ndarray, rng: RngLike = None, exposure: float | None = Non
 def random_motion_kernel(rng: RngLike = None, size: int | None = None) -> np.ndarray:
     """Random camera-shake kernel (odd ``size`` 7..21): momentum random walk, sum 1."""
     rng = _as_rng(rng)
-    size = _odd(_param(size, lambda: 2 * rng.integers(3, 11) + 1, "size", 3, 255), "size")
+    size = _odd(_param(size, lambda: 2 * rng.integers(3, 11) + 1, "size", 3, 255, rng=rng), "size")
     n, momentum = 4 * size, rng.uniform(0.6, 0.95)
     a = rng.uniform(0, 2 * np.pi)
     v = np.array([np.cos(a), np.sin(a)])
@@ -249,7 +260,7 @@ def motion_blur(img: np.ndarray, rng: RngLike = None, kernel: np.ndarray | None 
 def jpeg(img: np.ndarray, rng: RngLike = None, quality: int | None = None) -> np.ndarray:
     """JPEG round trip through OpenCV (RGB <-> BGR handled); ``quality`` 10..50 if sampled."""
     x, rng = _check(img), _as_rng(rng)
-    quality = int(_param(quality, lambda: rng.integers(10, 51), "quality", 1, 100))
+    quality = int(_param(quality, lambda: rng.integers(10, 51), "quality", 1, 100, rng=rng))
     bgr = cv2.cvtColor(np.round(np.clip(x, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:

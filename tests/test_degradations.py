@@ -142,6 +142,24 @@ def test_rain_adds_only_and_density_monotone():
     np.testing.assert_array_equal(D.rain(clean, 5, density=0.0), clean)
 
 
+def test_parameter_ranges_are_sampled_per_call_from_the_seed():
+    """A parameter given as [low, high] (a training config's ``params``) is drawn per image from
+    the call's generator: reproducible per seed, different across seeds, inside the range."""
+    clean = np.full((96, 96, 3), 0.3, np.float32)
+    style = {"density": [0.002, 0.005], "length": [20, 50], "angle": [-12, 12], "width": 1,
+             "intensity": [0.12, 0.35]}
+    a, b = D.rain(clean, 3, **style), D.rain(clean, 3, **style)
+    np.testing.assert_array_equal(a, b)
+    peaks = {round(float(D.rain(clean, s, **style).max() - 0.3), 4) for s in range(6)}
+    assert len(peaks) > 1 and all(0 < p <= 0.35 + 1e-6 for p in peaks)  # the intensity varies, capped
+    with pytest.raises(ValueError, match="empty"):
+        D.rain(clean, 0, density=[0.004, 0.002])
+    with pytest.raises(ValueError, match="range"):
+        D.rain(clean, 0, length=[10, 20, 30])
+    with pytest.raises(ValueError, match="intensity"):
+        D.rain(clean, 0, intensity=[0.5, 1.5])  # outside the parameter's domain
+
+
 def test_rain_on_real_image_non_negative(real_img):
     assert (D.rain(real_img, 1, density="heavy") >= real_img).all()
 
