@@ -146,13 +146,9 @@ def test_patch_spectral_product_as_strided_convolutions_equals_the_fft():
             assert psnr_db(prod(q, k), ref) > 110
 
 
-@pytest.mark.parametrize("tag", ["d4-spread", "d4-top2-bias-biasfree"])
-def test_moce_ir_mobile_form_equals_the_authors_model(tag):
-    """MoCE-IR's mobile form (encoder / decoder blocks, experts with their patch DFTs as strided
-    convolutions, resamplers) computes what the authors' network computes: the golden fixtures of
-    tests/test_moce_ir.py (their checkpoint layout; with and without biases, both LayerNorm kinds,
-    3 and 4 experts), one image at a time, at the fixtures' sizes and at sizes that are not
-    multiples of the experts' patches."""
+def _authors_mobile_form(name: str):
+    """The authors' golden fixture ``tests/fixtures/<name>.ckpt`` loaded as our model, its mobile
+    form, the mobile form's module kinds, and the fixture's inputs one image at a time."""
     from pathlib import Path
 
     from safetensors.torch import load_file
@@ -160,16 +156,26 @@ def test_moce_ir_mobile_form_equals_the_authors_model(tag):
     from anyir_edge import load_model
 
     fixtures = Path(__file__).parent / "fixtures"
-    m = load_model(fixtures / f"moce-ir-authors-{tag}.ckpt")
+    m = load_model(fixtures / f"{name}.ckpt")
     arch = get_architecture(m)
     assert arch.deploy_form("mobile") == "mobile"
     mob = arch.deploy_copy(m, "mobile")
-    kinds = {type(x).__name__ for x in mob.modules()}
+    io = load_file(str(fixtures / f"{name}.io.safetensors"))
+    inputs = [io["input"][i:i + 1] for i in range(io["input"].shape[0])]
+    return m, mob, {type(x).__name__ for x in mob.modules()}, inputs
+
+
+@pytest.mark.parametrize("tag", ["d4-spread", "d4-top2-bias-biasfree"])
+def test_moce_ir_mobile_form_equals_the_authors_model(tag):
+    """MoCE-IR's mobile form (encoder / decoder blocks, experts with their patch DFTs as strided
+    convolutions, resamplers) computes what the authors' network computes: the golden fixtures of
+    tests/test_moce_ir.py (their checkpoint layout; with and without biases, both LayerNorm kinds,
+    3 and 4 experts), one image at a time, at the fixtures' sizes and at sizes that are not
+    multiples of the experts' patches."""
+    m, mob, kinds, inputs = _authors_mobile_form(f"moce-ir-authors-{tag}")
     assert {"MobileTransformerBlock", "MobileDecoderBlock", "MobileExpert", "PatchSpectralProduct"} <= kinds
     assert not kinds & {"EncoderBlock", "DecoderBlock", "ModExpert", "FFTAttention", "PixelShuffle",
                         "PixelUnshuffle", "LayerNorm2d", "GatedFFN"}
-    io = load_file(str(fixtures / f"moce-ir-authors-{tag}.io.safetensors"))
-    inputs = [io["input"][i:i + 1] for i in range(io["input"].shape[0])]
     inputs += [torch.rand(1, 3, 20, 36), torch.rand(1, 3, 72, 40)]
     for x in inputs:
         with torch.no_grad():
@@ -215,25 +221,12 @@ def test_promptir_mobile_form_equals_the_authors_model(tag):
     """PromptIR's mobile form (Restormer blocks, prompt blocks, resamplers rewritten) computes what
     the authors' network computes: the golden fixtures of tests/test_promptir.py (their checkpoint
     layout, both LayerNorm kinds, with and without biases), one image at a time."""
-    from pathlib import Path
-
-    from safetensors.torch import load_file
-
-    from anyir_edge import load_model
-
-    fixtures = Path(__file__).parent / "fixtures"
-    m = load_model(fixtures / f"promptir-authors-{tag}.ckpt")
-    arch = get_architecture(m)
-    assert arch.deploy_form("mobile") == "mobile"
-    mob = arch.deploy_copy(m, "mobile")
-    kinds = {type(x).__name__ for x in mob.modules()}
+    m, mob, kinds, inputs = _authors_mobile_form(f"promptir-authors-{tag}")
     assert {"MobileTransformerBlock", "MobilePromptGen"} <= kinds
     assert not kinds & {"Block", "PromptGen", "PixelShuffle", "PixelUnshuffle", "LayerNorm2d", "GatedFFN"}
     # against our model (which tests/test_promptir.py proves equal to theirs) one image at a time:
     # the d2 fixture is ill-conditioned at 2 channels, so float32 at batch 1 vs batch 2 already
     # differs at 94 dB, and its float64 output at 96 dB from their float32 one
-    io = load_file(str(fixtures / f"promptir-authors-{tag}.io.safetensors"))
-    inputs = [io["input"][i:i + 1] for i in range(io["input"].shape[0])]
     inputs.append(torch.rand(1, 3, 20, 36))  # another size: the prompts are resized to each feature map
     for x in inputs:
         with torch.no_grad():
