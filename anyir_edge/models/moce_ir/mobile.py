@@ -52,47 +52,55 @@ def _grouped(conv_cls, cin: int, cout: int, kernel: tuple[int, int], groups: int
 class PatchSpectralProduct(nn.Module):
     """``irfft2(rfft2(q) * rfft2(k), s=(p, p))`` on each p x p patch of each channel (q and k
     zero-padded at the bottom / right to whole patches, the result cropped back), the DFTs as
-    separable strided convolutions instead of patch reshapes and matrix products:
+    separable strided convolutions instead of patch reshapes and matrix products.
 
-    * along W: ``Conv2d(C, C*K, (1, p), stride (1, p), groups=C)`` with the cos (and -sin)
-      rows of the real DFT (K = p // 2 + 1): channel c*K + j is coefficient j of a patch row;
-    * along H: ``Conv2d(C*K, C*K*p, (p, 1), stride (p, 1), groups=C*K)`` with the cos / sin of
-      the complex DFT: channel (c*K + j)*p + u holds coefficient (u, j) of patch (i, j');
+    The channels go to the batch axis first (``(1, C, H, W) -> (C, 1, H, W)``, a transpose of a
+    size-1 axis: one image at a time, no arithmetic on the run-time size), so one set of DFT
+    weights serves every channel and the constants do not grow with the width:
+
+    * along W: ``Conv2d(1, K, (1, p), stride (1, p))`` with the cos (and -sin) rows of the real
+      DFT (K = p // 2 + 1): channel j is coefficient j of a patch row;
+    * along H: ``Conv2d(K, K*p, (p, 1), stride (p, 1), groups=K)`` with the cos / sin of the
+      complex DFT: channel j*p + u holds coefficient (u, j);
     * the product is element-wise on those channels; the inverse runs the same steps backwards
-      as grouped transposed convolutions with the inverse DFT's matrices (PatchDFT's, its 1/p^2
-      and Hermitian weights folded in).
+      as transposed convolutions with the inverse DFT's matrices (PatchDFT's, its 1/p^2 and
+      Hermitian weights folded in).
 
-    The same arithmetic as :class:`~anyir_edge.models.moce_ir.model.PatchDFT`."""
+    Constants: 4 K p^2 + 4 K p numbers whatever the width (p = 32: 71,808), where per-channel
+    grouped convolutions would tile them C times.  The same arithmetic as
+    :class:`~anyir_edge.models.moce_ir.model.PatchDFT`."""
 
-    def __init__(self, channels: int, dft: PatchDFT):
+    def __init__(self, dft: PatchDFT):
         super().__init__()
-        c, p, k = channels, dft.ch.shape[0], dft.cw.shape[1]
+        p, k = dft.ch.shape[0], dft.cw.shape[1]
         self.p = p
         conv, tconv = nn.Conv2d, nn.ConvTranspose2d
-        self.w_cos = _grouped(conv, c, c * k, (1, p), c, dft.cw.T.repeat(c, 1))
-        self.w_sin = _grouped(conv, c, c * k, (1, p), c, -dft.sw.T.repeat(c, 1))
-        self.h_cos = _grouped(conv, c * k, c * k * p, (p, 1), c * k, dft.ch.repeat(c * k, 1))
-        self.h_sin = _grouped(conv, c * k, c * k * p, (p, 1), c * k, dft.sh.repeat(c * k, 1))
-        self.ih_cos = _grouped(tconv, c * k * p, c * k, (p, 1), c * k, dft.ch.T.repeat(c * k, 1))
-        self.ih_sin = _grouped(tconv, c * k * p, c * k, (p, 1), c * k, dft.sh.T.repeat(c * k, 1))
-        self.iw_cos = _grouped(tconv, c * k, c, (1, p), c, dft.icw.repeat(c, 1))
-        self.iw_sin = _grouped(tconv, c * k, c, (1, p), c, dft.isw.repeat(c, 1))
+        self.w_cos = _grouped(conv, 1, k, (1, p), 1, dft.cw.T)
+        self.w_sin = _grouped(conv, 1, k, (1, p), 1, -dft.sw.T)
+        self.h_cos = _grouped(conv, k, k * p, (p, 1), k, dft.ch.repeat(k, 1))
+        self.h_sin = _grouped(conv, k, k * p, (p, 1), k, dft.sh.repeat(k, 1))
+        self.ih_cos = _grouped(tconv, k * p, k, (p, 1), k, dft.ch.T.repeat(k, 1))
+        self.ih_sin = _grouped(tconv, k * p, k, (p, 1), k, dft.sh.T.repeat(k, 1))
+        self.iw_cos = _grouped(tconv, k, 1, (1, p), 1, dft.icw)
+        self.iw_sin = _grouped(tconv, k, 1, (1, p), 1, dft.isw)
 
     def spectrum(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         re, im = self.w_cos(x), self.w_sin(x)
         return self.h_cos(re) + self.h_sin(im), self.h_cos(im) - self.h_sin(re)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        if q.shape[0] != 1:
+            raise ValueError(f"the mobile form runs one image at a time, got a batch of {q.shape[0]}")
         h, w = q.shape[-2], q.shape[-1]
         # p - 1 zeros at the bottom / right: the stride-p DFTs see ceil(H / p) windows (the last
         # one's data plus zeros) and drop the all-zero rest, as padding to a multiple of p would,
         # with no arithmetic on the run-time size (a modulo Core ML cannot convert)
         pad = (0, self.p - 1, 0, self.p - 1)
-        qr, qi = self.spectrum(F.pad(q, pad))
-        kr, ki = self.spectrum(F.pad(k, pad))
+        qr, qi = self.spectrum(F.pad(q.transpose(0, 1), pad))
+        kr, ki = self.spectrum(F.pad(k.transpose(0, 1), pad))
         re, im = qr * kr - qi * ki, qr * ki + qi * kr
         re1, im1 = self.ih_cos(re) - self.ih_sin(im), self.ih_cos(im) + self.ih_sin(re)
-        return (self.iw_cos(re1) - self.iw_sin(im1))[:, :, :h, :w]
+        return (self.iw_cos(re1) - self.iw_sin(im1))[:, :, :h, :w].transpose(0, 1)
 
 
 class MobileExpert(nn.Module):
@@ -109,7 +117,7 @@ class MobileExpert(nn.Module):
         self.to_k, self.to_v = (compose_1x1(c, first) for c in split_rows(body.kv, (rank, rank)))
         self.dw_q = body.q_dwconv
         self.dw_k, self.dw_v = (fast_depthwise(c) for c in split_rows(body.kv_dwconv, (rank, rank)))
-        self.product = PatchSpectralProduct(rank, body.dft)
+        self.product = PatchSpectralProduct(body.dft)
         self.norm, w, b = norm_parts(body.norm)
         self.register_buffer("norm_weight", w.detach().view(1, -1, 1, 1).clone())
         self.register_buffer("norm_bias", (torch.zeros_like(w) if b is None else b).detach().view(1, -1, 1, 1).clone())
