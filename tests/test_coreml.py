@@ -184,6 +184,26 @@ def test_the_certificate_is_structural_and_says_it_was_not_executed(package, sma
     assert cert["checks"]["program"]["op_histogram"]["conv"] == convs["coreml"]["by_op"]["conv"]
 
 
+@pytest.mark.parametrize("name, arch", [("promptir-authors-d6", "promptir"), ("moce-ir-authors-d4-spread", "moce-ir")])
+def test_the_authors_promptir_and_moce_ir_convert(name, arch, tmp_path):
+    """The other architectures' mobile forms convert too (the authors' golden fixtures): PromptIR's
+    prompt resize to a run-time size as interpolation matrices (coremltools 9 cannot map
+    ``upsample_bilinear`` to a run-time size) and MoCE-IR's patch DFTs with fixed padding (a modulo
+    of the run-time size did not convert)."""
+    pytest.importorskip("coremltools")
+    from pathlib import Path
+
+    from anyir_edge import load_model
+
+    model = load_model(Path(__file__).parent / "fixtures" / f"{name}.ckpt")
+    res = _export(model, tmp_path / f"{name}.mlpackage")
+    cert = json.loads(res.certificate_path.read_text())
+    assert cert["arch"] == arch and cert["passed"] is True and cert["executed"] is False
+    assert set(cert["checks"]) == CHECKS and all(c["passed"] for c in cert["checks"].values())
+    ops = cert["checks"]["program"]["op_histogram"]
+    assert not {op for op in ops if "upsample" in op or "resize" in op or op == "mod"}
+
+
 def test_a_re_export_replaces_the_package_and_the_certificate_describes_the_new_one(package):
     cert = json.loads(package.certificate_path.read_text())
     assert not (package.path / "Data" / "old.bin").exists()

@@ -146,9 +146,29 @@ def test_patch_spectral_product_as_strided_convolutions_equals_the_fft():
             assert psnr_db(prod(q, k), ref) > 110
 
 
-def _authors_mobile_form(name: str):
+def test_bilinear_resize_as_interpolation_matrices_equals_interpolate():
+    """PromptIR's prompt resize to the feature map's run-time size in the mobile form: two matrix
+    products with interpolation matrices built by tensor operations, against
+    ``F.interpolate(mode="bilinear", align_corners=False)`` for up- and down-sampling, equal and
+    odd sizes."""
+    from anyir_edge.models.promptir.mobile import bilinear_matrix
+
+    for s in (1, 5, 16):
+        grid = torch.arange(s, dtype=torch.float32)
+        prompt = torch.randn(1, 4, s, s)
+        for h, w in ((s, s), (3, 40), (37, 2), (128, 96)):
+            ry = bilinear_matrix(torch.ones(1, 1, h, 1), grid)
+            rx = bilinear_matrix(torch.ones(1, 1, w, 1), grid)
+            ours = ry @ prompt @ rx.transpose(2, 3)
+            ref = torch.nn.functional.interpolate(prompt, size=(h, w), mode="bilinear", align_corners=False)
+            assert ours.shape == ref.shape
+            assert torch.allclose(ours, ref, atol=1e-5), (s, h, w, (ours - ref).abs().max())
+
+
+def _authors_mobile_form(name: str, target: str | None = None):
     """The authors' golden fixture ``tests/fixtures/<name>.ckpt`` loaded as our model, its mobile
-    form, the mobile form's module kinds, and the fixture's inputs one image at a time."""
+    form (for the phone ``target``), the mobile form's module kinds, and the fixture's inputs one
+    image at a time."""
     from pathlib import Path
 
     from safetensors.torch import load_file
@@ -159,7 +179,7 @@ def _authors_mobile_form(name: str):
     m = load_model(fixtures / f"{name}.ckpt")
     arch = get_architecture(m)
     assert arch.deploy_form("mobile") == "mobile"
-    mob = arch.deploy_copy(m, "mobile")
+    mob = arch.deploy_copy(m, "mobile", target=target)
     io = load_file(str(fixtures / f"{name}.io.safetensors"))
     inputs = [io["input"][i:i + 1] for i in range(io["input"].shape[0])]
     return m, mob, {type(x).__name__ for x in mob.modules()}, inputs
@@ -234,13 +254,16 @@ def test_half_compute_keeps_the_attention_float32_where_fp16_overflows():
     assert psnr_db(got, want) > 45
 
 
+@pytest.mark.parametrize("target", [None, "coreml"])
 @pytest.mark.parametrize("tag", ["d6", "d2-bias-biasfree"])
-def test_promptir_mobile_form_equals_the_authors_model(tag):
-    """PromptIR's mobile form (Restormer blocks, prompt blocks, resamplers rewritten) computes what
-    the authors' network computes: the golden fixtures of tests/test_promptir.py (their checkpoint
-    layout, both LayerNorm kinds, with and without biases), one image at a time."""
-    m, mob, kinds, inputs = _authors_mobile_form(f"promptir-authors-{tag}")
+def test_promptir_mobile_form_equals_the_authors_model(tag, target):
+    """PromptIR's mobile form (Restormer blocks, prompt blocks, resamplers rewritten; for Core ML
+    the prompt resize as interpolation matrices) computes what the authors' network computes: the
+    golden fixtures of tests/test_promptir.py (their checkpoint layout, both LayerNorm kinds, with
+    and without biases), one image at a time."""
+    m, mob, kinds, inputs = _authors_mobile_form(f"promptir-authors-{tag}", target)
     assert {"MobileTransformerBlock", "MobilePromptGen"} <= kinds
+    assert all(g.resize_matrices == (target == "coreml") for g in mob.modules() if type(g).__name__ == "MobilePromptGen")
     assert not kinds & {"Block", "PromptGen", "PixelShuffle", "PixelUnshuffle", "LayerNorm2d", "GatedFFN"}
     # against our model (which tests/test_promptir.py proves equal to theirs) one image at a time:
     # the d2 fixture is ill-conditioned at 2 channels, so float32 at batch 1 vs batch 2 already

@@ -158,7 +158,7 @@ def trace(model, fft: str, max_side: int, log=lambda s: None):
     ATEN dialect coremltools takes (``run_decompositions({})``; the conversion leaves it unchanged)."""
     from .mobile_export import bounded_export
 
-    ep, form = bounded_export(model, fft, max_side, log=log)
+    ep, form = bounded_export(model, fft, max_side, log=log, target="coreml")
     with silent():
         try:
             return ep.run_decompositions({}), form

@@ -44,14 +44,14 @@ class HalfCompute(torch.nn.Module):
         return self.module(x.half()).float()
 
 
-def mobile_module(model, fft: str, half: bool = False) -> tuple[torch.nn.Module, str]:
+def mobile_module(model, fft: str, half: bool = False, target: str | None = None) -> tuple[torch.nn.Module, str]:
     """(module taking a (1, C, H, W) batch padded to the size multiple, deploy form's name);
     ``half``: weights and activations in float16 but those of
     :data:`anyir_edge.models.mobile.FP16_UNSAFE` (:class:`HalfCompute`)."""
     from ..models import get_architecture
 
     arch = get_architecture(model)
-    net = arch.deploy_copy(model, "mobile").float().cpu().eval()
+    net = arch.deploy_copy(model, "mobile", target=target).float().cpu().eval()
     net.set_fft_mode(fft)
     module = _Padded(net).eval()
     if half:
@@ -75,12 +75,14 @@ def bounded_spec(model, max_side: int) -> tuple[torch.Tensor, dict]:
     return torch.rand(1, model.in_channels, h_blocks * m, w_blocks * m), shapes
 
 
-def bounded_export(model, fft: str, max_side: int, log=lambda s: None, half: bool = False):
+def bounded_export(model, fft: str, max_side: int, log=lambda s: None, half: bool = False,
+                   target: str | None = None):
     """(``torch.export`` program of :func:`mobile_module` with H and W dynamic multiples of the
-    size multiple up to ``max_side`` (:func:`bounded_spec`), deploy form's name)."""
+    size multiple up to ``max_side`` (:func:`bounded_spec`), deploy form's name); ``target``: the
+    phone runtime the mobile form is for."""
     from torch.export import export
 
-    module, form = mobile_module(model, fft, half=half)
+    module, form = mobile_module(model, fft, half=half, target=target)
     x, shapes = bounded_spec(model, max_side)
     log(f"tracing the {form} form with torch.export (batch 1, H and W multiples of {model.size_multiple} up to "
         f"{max_side}) ...")

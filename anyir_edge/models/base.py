@@ -245,9 +245,12 @@ class Architecture:
     * ``deploy(model)``: the same function in the form engines run fastest (exact rewrites;
       the parity certificate compares the engine with the *original* model).  It receives a
       copy it may modify and returns the network to trace.
-    * ``mobile(model)``: applied after ``deploy``, the form phone delegates (ExecuTorch's
-      XNNPACK, LiteRT, Core ML) take whole, for batch 1 (:mod:`anyir_edge.models.mobile`); None:
-      the architecture has none yet and phone targets trace the ``deploy`` form.
+    * ``mobile(model, target=None)``: applied after ``deploy``, the form phone delegates
+      (ExecuTorch's XNNPACK, LiteRT, Core ML) take whole, for batch 1
+      (:mod:`anyir_edge.models.mobile`); ``target`` names the phone runtime it is for
+      (``"executorch"``, ``"litert"``, ``"coreml"``; None: the default form), where one
+      operator suits one runtime and not another; None: the architecture has none yet and
+      phone targets trace the ``deploy`` form.
     """
 
     name: str
@@ -272,15 +275,15 @@ class Architecture:
             model = self.build(config)
         return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
-    def deploy_copy(self, model: RestorationNet, form: str = "cpu") -> RestorationNet:
+    def deploy_copy(self, model: RestorationNet, form: str = "cpu", target: str | None = None) -> RestorationNet:
         """A deploy-form copy of ``model`` (which is left untouched), in eval mode: ``form``
-        "cpu" (``deploy``) or "mobile" (``deploy`` then ``mobile``; the "cpu" form where the
-        architecture has no mobile form: see :meth:`deploy_form`)."""
+        "cpu" (``deploy``) or "mobile" (``deploy`` then ``mobile`` for ``target``; the "cpu"
+        form where the architecture has no mobile form: see :meth:`deploy_form`)."""
         if form not in ("cpu", "mobile"):
             raise ValueError(f"unknown deploy form {form!r}; expected 'cpu' or 'mobile'")
         out = self.deploy(copy.deepcopy(model).eval())
         if form == "mobile" and self.mobile is not None:
-            out = self.mobile(out).eval()
+            out = self.mobile(out, target=target).eval()
         return out
 
     def deploy_form(self, form: str) -> str:

@@ -100,8 +100,9 @@ class MobileBlock(nn.Module):
 
 
 def mobile(model: AnyIR, keep_layernorm: bool = False, split_depthwise: bool = True,
-           strided_resample: bool = True) -> AnyIR:
-    """The CPU deploy form of ``model`` (modified in place) in the mobile form.  The options
+           strided_resample: bool = True, target: str | None = None) -> AnyIR:
+    """The CPU deploy form of ``model`` (modified in place) in the mobile form, the same for every
+    phone ``target``.  The options
     leave single rewrites out (all exact either way), for measuring what each is worth on a
     runtime (``benchmarks/mobile_rewrites_ort.py``): the LayerNorm as it is, the 7x7 depthwise
     convolution whole, the down / up sampling as conv + pixel (un)shuffle."""

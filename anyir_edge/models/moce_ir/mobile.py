@@ -176,8 +176,9 @@ def _encoder_block(block: EncoderBlock) -> MobileTransformerBlock:
     return MobileTransformerBlock(block.norms[0], block.mixer, block.norms[1], block.ffn)
 
 
-def mobile(model: MoCEIR) -> MoCEIR:
-    """The CPU deploy form of ``model`` (modified in place) in the mobile form."""
+def mobile(model: MoCEIR, target: str | None = None) -> MoCEIR:
+    """The CPU deploy form of ``model`` (modified in place) in the mobile form, the same for every
+    phone ``target``."""
     replace_modules(model, EncoderBlock, _encoder_block)
     replace_modules(model, DecoderBlock, MobileDecoderBlock)
     return replace_modules(model, Resample, mobile_resample)
