@@ -63,12 +63,13 @@ class MobilePromptGen(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = torch.softmax(self.linear_layer(x.mean(dim=(-2, -1))), dim=1)    # (1, L)
         prompt = torch.mm(weights, self.prompts).reshape(self.shape)                # (1, P, S, S)
-        if not self.resize_matrices:
+        if self.resize_matrices:
+            ry = bilinear_matrix(torch.ones_like(x[:, :1, :, :1]), self.grid)                  # (1, 1, H, S)
+            rx = bilinear_matrix(torch.ones_like(x[:, :1, :1, :]).transpose(2, 3), self.grid)  # (1, 1, W, S)
+            prompt = torch.matmul(torch.matmul(ry, prompt), rx.transpose(2, 3))
+        else:
             prompt = F.interpolate(prompt, size=x.shape[-2:], mode="bilinear", align_corners=False)
-            return self.conv3x3(prompt)
-        ry = bilinear_matrix(torch.ones_like(x[:, :1, :, :1]), self.grid)                  # (1, 1, H, S)
-        rx = bilinear_matrix(torch.ones_like(x[:, :1, :1, :]).transpose(2, 3), self.grid)  # (1, 1, W, S)
-        return self.conv3x3(torch.matmul(torch.matmul(ry, prompt), rx.transpose(2, 3)))
+        return self.conv3x3(prompt)
 
 
 def mobile(model: PromptIR, target: str | None = None) -> PromptIR:
