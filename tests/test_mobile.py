@@ -254,6 +254,35 @@ def test_half_compute_keeps_the_attention_float32_where_fp16_overflows():
     assert psnr_db(got, want) > 45
 
 
+def test_half_compute_keeps_moce_ir_patch_spectral_products_float32():
+    """MoCE-IR's patch spectral product multiplies two spectra: on a 32 x 32 patch of 0.5 their DC
+    terms are 512 and the product 262 144, past float16's 65504 (MoCE-IR-S with random weights
+    reaches ~2.7e5 on a photo). The product is one of ``FP16_UNSAFE`` and stays float32 in a
+    float16 program; its output (the circular convolution, 256 here) fits float16."""
+    import copy
+
+    from anyir_edge.export.mobile_export import HalfCompute
+    from anyir_edge.models.mobile import FP16_UNSAFE
+    from anyir_edge.models.moce_ir.mobile import PatchSpectralProduct
+    from anyir_edge.models.moce_ir.model import PatchDFT
+
+    class Expert(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.product = PatchSpectralProduct(PatchDFT(32))
+
+        def forward(self, x):
+            return self.product(x, x)
+
+    net, x = Expert().eval(), torch.full((1, 2, 32, 32), 0.5)
+    with torch.no_grad():
+        want = net(x)
+        assert not torch.isfinite(copy.deepcopy(net).half()(x.half())).all()  # all-FP16
+        got = HalfCompute(net, keep=FP16_UNSAFE).eval()(x)
+    assert got.dtype == torch.float32 and torch.allclose(got, want, rtol=1e-3)
+    assert torch.allclose(want, torch.full_like(want, 256.0), rtol=1e-4)
+
+
 @pytest.mark.parametrize("target", [None, "coreml"])
 @pytest.mark.parametrize("tag", ["d6", "d2-bias-biasfree"])
 def test_promptir_mobile_form_equals_the_authors_model(tag, target):

@@ -150,7 +150,11 @@ def transposed_upsample(body: nn.Sequential) -> nn.ConvTranspose2d:
     return out
 
 
-class ChannelAttentionB1(nn.Module):
+class Float32Only:
+    """Marks a mobile-form module that stays float32 in a float16 program (:data:`FP16_UNSAFE`)."""
+
+
+class ChannelAttentionB1(Float32Only, nn.Module):
     """Restormer's transposed attention (:func:`anyir_edge.models.layers.channel_attention`) for
     batch 1 in delegate-friendly operators.  q, k, v: (1, C, H, W); ``temperature``: (heads, 1, 1).
 
@@ -180,12 +184,15 @@ class ChannelAttentionB1(nn.Module):
         return torch.bmm(attn, vf).reshape(q.shape)
 
 
-#: mobile-form modules that stay float32 in a float16 program: they sum over all H*W pixels
-#: (the attention's Gram matrices and its product with v), and XNNPACK's FP16 matrix kernels
-#: accumulate in FP16 on ARM, where a sum of 50 000 (224x224) or 260 000 (512x512) products loses
-#: every term smaller than its running total's FP16 step, and overflows past 65504.  Its means over
-#: H*W (GatedDA) are safe: XNNPACK's FP16 reductions accumulate in FP32 (``f16_f32acc_rsum``).
-FP16_UNSAFE = (ChannelAttentionB1,)
+#: mobile-form modules that stay float32 in a float16 program (those marked :class:`Float32Only`):
+#: the channel attention sums over all H*W pixels (its Gram matrices and its product with v), and
+#: XNNPACK's FP16 matrix kernels accumulate in FP16 on ARM, where a sum of 50 000 (224x224) or
+#: 260 000 (512x512) products loses every term smaller than its running total's FP16 step, and
+#: overflows past 65504; MoCE-IR's patch spectral products
+#: (:class:`~anyir_edge.models.moce_ir.mobile.PatchSpectralProduct`) multiply two spectra whose
+#: values pass 65504 (MoCE-IR-S, random weights, a 256 px photo: up to ~2.7e5).  Means over H*W
+#: (GatedDA) are safe: XNNPACK's FP16 reductions accumulate in FP32 (``f16_f32acc_rsum``).
+FP16_UNSAFE = (Float32Only,)
 
 
 class SplitDepthwise(nn.Module):

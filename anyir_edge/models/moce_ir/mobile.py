@@ -27,6 +27,7 @@ from ..deploy import replace_modules
 from ..layers import Resample
 from ..mobile import (
     ChannelAttentionB1,
+    Float32Only,
     MobileFFN,
     MobileMDTA,
     MobileTransformerBlock,
@@ -49,7 +50,7 @@ def _grouped(conv_cls, cin: int, cout: int, kernel: tuple[int, int], groups: int
     return out
 
 
-class PatchSpectralProduct(nn.Module):
+class PatchSpectralProduct(Float32Only, nn.Module):
     """``irfft2(rfft2(q) * rfft2(k), s=(p, p))`` on each p x p patch of each channel (q and k
     zero-padded at the bottom / right to whole patches, the result cropped back), the DFTs as
     separable strided convolutions instead of patch reshapes and matrix products.
