@@ -204,6 +204,23 @@ def test_the_authors_promptir_and_moce_ir_convert(name, arch, tmp_path):
     assert not {op for op in ops if "upsample" in op or "resize" in op or op == "mod"}
 
 
+def test_half_is_refused_in_one_line_where_core_ml_cannot_keep_an_overflowing_module_float32(tmp_path):
+    """MoCE-IR's patch spectral products overflow float16 (tests/test_mobile.py) and are ordinary
+    convolutions and products, which Core ML's FP16 conversion (float32 kept by op type) cannot
+    single out: ``--half`` is refused before any work, FP32 is not. AnyIR's channel attention is
+    all matrix products, which it keeps (test_half_is_an_fp16_program_named_fp16)."""
+    from pathlib import Path
+
+    from anyir_edge import load_model
+    from anyir_edge.export.coreml_export import fp16_unkept
+
+    model = load_model(Path(__file__).parent / "fixtures" / "moce-ir-authors-d4-spread.ckpt")
+    assert fp16_unkept(model) == ["PatchSpectralProduct"] and fp16_unkept(small_net()) == []
+    with pytest.raises(ExportError, match="PatchSpectralProduct overflows float16") as e:
+        _export(model, tmp_path / "m.mlpackage", half=True)
+    assert "\n" not in str(e.value) and not any(tmp_path.iterdir())
+
+
 def test_a_re_export_replaces_the_package_and_the_certificate_describes_the_new_one(package):
     cert = json.loads(package.certificate_path.read_text())
     assert not (package.path / "Data" / "old.bin").exists()

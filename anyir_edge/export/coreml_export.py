@@ -93,12 +93,26 @@ def version() -> str:
 
 
 # --------------------------------------------------------------------------- conversion
+def fp16_unkept(model) -> list[str]:
+    """The kinds of float32-only modules (:class:`~anyir_edge.models.mobile.Float32Only`) in
+    ``model``'s Core ML mobile form whose float16 risk :data:`FP16_FP32_OPS` does not cover."""
+    from ..models import get_architecture
+    from ..models.mobile import Float32Only
+
+    form = get_architecture(model).deploy_copy(model, "mobile", target="coreml")
+    return sorted({type(m).__name__ for m in form.modules() if isinstance(m, Float32Only)
+                   and not (m.fp32_op_types and set(m.fp32_op_types) <= set(FP16_FP32_OPS))})
+
+
 def convert(model, fft: str, max_side: int, meta: dict[str, str], out: Path, half: bool = False,
             log=lambda s: None) -> dict:
     """Write ``model`` (a RestorationNet) as the Core ML package ``out`` (``NAME.mlpackage``) with
     ``meta`` as its user-defined metadata; returns the traced program's structure
     (:func:`torch_structure`) and the conversion's settings, for :func:`check`."""
     ct = coremltools()
+    if half and (unkept := fp16_unkept(model)):
+        raise ExportError(f"--half: {', '.join(unkept)} overflows float16 and Core ML's FP16 conversion keeps "
+                          f"float32 only by op type, which cannot single it out; export FP32 (without --half)")
     ep, form = trace(model, fft, max_side, log=log)
     traced = torch_structure(ep)
     m = model.size_multiple
