@@ -9,6 +9,7 @@ the module's three conversions (:func:`trace_once`).
 """
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from anyir_edge.export import ExportError, ParityError, export, formats, output_
 from conftest import SMALL_ANYIR, small_net
 
 MAX_SIDE = 64
+FIXTURES = Path(__file__).parent / "fixtures"
 CHECKS = {"package", "program", "io", "convolutions", "conv_weights", "metadata"}
 
 
@@ -191,11 +193,9 @@ def test_the_authors_promptir_and_moce_ir_convert(name, arch, tmp_path):
     ``upsample_bilinear`` to a run-time size) and MoCE-IR's patch DFTs with fixed padding (a modulo
     of the run-time size did not convert)."""
     pytest.importorskip("coremltools")
-    from pathlib import Path
-
     from anyir_edge import load_model
 
-    model = load_model(Path(__file__).parent / "fixtures" / f"{name}.ckpt")
+    model = load_model(FIXTURES / f"{name}.ckpt")
     res = _export(model, tmp_path / f"{name}.mlpackage")
     cert = json.loads(res.certificate_path.read_text())
     assert cert["arch"] == arch and cert["passed"] is True and cert["executed"] is False
@@ -209,12 +209,10 @@ def test_half_is_refused_in_one_line_where_core_ml_cannot_keep_an_overflowing_mo
     convolutions and products, which Core ML's FP16 conversion (float32 kept by op type) cannot
     single out: ``--half`` is refused before any work, FP32 is not. AnyIR's channel attention is
     all matrix products, which it keeps (test_half_is_an_fp16_program_named_fp16)."""
-    from pathlib import Path
-
     from anyir_edge import load_model
     from anyir_edge.export.coreml_export import fp16_unkept
 
-    model = load_model(Path(__file__).parent / "fixtures" / "moce-ir-authors-d4-spread.ckpt")
+    model = load_model(FIXTURES / "moce-ir-authors-d4-spread.ckpt")
     assert fp16_unkept(model) == ["PatchSpectralProduct"] and fp16_unkept(small_net()) == []
     with pytest.raises(ExportError, match="PatchSpectralProduct overflows float16") as e:
         _export(model, tmp_path / "m.mlpackage", half=True)
