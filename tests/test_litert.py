@@ -95,7 +95,9 @@ def test_other_sizes_are_tiled_with_a_square_signature(tflite, model):
     ({"sizes": "224,abc"}, "expected sizes like"),
     ({"sizes": "8"}, "from 16 to 4096"),
     ({"sizes": ",".join(str(16 * i) for i in range(1, 10))}, "at most 8"),
-    ({"int8": True}, "litert"),
+    ({"int8": True, "half": True}, "exclude each other"),
+    ({"calib": "."}, "only used with --int8"),
+    ({"int8": True, "calib": "/nonexistent"}, "nonexistent"),
     ({"max_side": 64}, "litert"),
 ])
 def test_bad_options_are_refused_before_any_work(tmp_path, opts, match):
@@ -175,3 +177,47 @@ def test_half_stores_fp16_weights_and_passes_the_fp16_gate(model, tflite, tmp_pa
     assert "DEQUANTIZE" in cert["ops"]["restore_64x64"] and "not verified" in cert["fp16"]
     with Restorer.open(str(res.path), threads=1) as r:
         assert r.metadata[artifact.PRECISION] == "fp16" and r.backend.sizes == ((64, 64),)
+
+
+@pytest.fixture(scope="module")
+def int8_tflite(model, tmp_path_factory):
+    """``--int8 --sizes 64`` of the test network, calibrated on one shipped photo (its six degraded
+    crops: pt2e's histogram observers take seconds per sample, the slow part of the build)."""
+    import shutil
+
+    import anyir_edge
+    from anyir_edge.export.parity import ASSETS_DIR
+
+    tmp = tmp_path_factory.mktemp("litert-int8")
+    (tmp / "calib").mkdir()
+    shutil.copy(ASSETS_DIR / "wood_160x160.png", tmp / "calib")
+    ckpt = tmp / "small.safetensors"
+    anyir_edge.save_model(model, ckpt)
+    return export(str(ckpt), to="litert", output=str(tmp), threads=1, inputs=parity_inputs(max_side=128)[:2],
+                  sizes="64", int8=True, calib=str(tmp / "calib"), log=lambda msg: None)
+
+
+def test_int8_computes_the_quantized_convolutions_in_int8_and_passes_the_int8_gate(int8_tflite, tflite):
+    cert = int8_tflite.certificate
+    assert int8_tflite.path.name == "small-int8.tflite" and cert["precision"] == "int8" and cert["threshold_db"] == 35
+    assert cert["passed"] and 35 <= cert["summary"]["psnr_min"] < 60  # INT8 rounding shows
+    rp = cert["reduced_precision"]
+    assert rp["calibration"]["images"] == 1 and rp["calibration"]["crop"] == [[64, 64]]
+    assert {"reads the image", "writes the output"} <= set(rp["float_nodes_by_rule"].values())
+    # litert-torch keeps transposed convolutions float: left float from the start, named
+    assert rp["float_by_delegate"] and all(".up" in c for c in rp["float_by_delegate"])
+    assert set(rp["float_nodes"]) >= set(rp["float_nodes_by_rule"]) | set(rp["float_by_delegate"])
+    # what the file computes in INT8, read back from the flatbuffer: every quantized convolution
+    int8 = cert["int8_ops"]["restore_64x64"]
+    assert int8["CONV_2D"] + int8["DEPTHWISE_CONV_2D"] == len(rp["quantized_nodes"])
+    assert int8_tflite.path.stat().st_size < 0.6 * tflite.path.stat().st_size  # INT8 weights
+
+
+def test_the_restorer_runs_the_int8_model_near_pytorch(int8_tflite, model):
+    img = np.random.default_rng(8).random((61, 58, 3), dtype=np.float32) * 0.8 + 0.1  # pads to 64x64
+    with Restorer.open(str(int8_tflite.path), threads=1) as r:
+        assert r.metadata[artifact.PRECISION] == "int8" and r.backend.sizes == ((64, 64),)
+        out = r.restore(img)
+    with Restorer.open(model, tile=0) as ref:
+        want = ref.restore(img)
+    assert out.shape == img.shape and 30 < _psnr(out, want) < 60

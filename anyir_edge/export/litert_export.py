@@ -36,9 +36,15 @@ def version(dist: str) -> str:
         return "?"
 
 
+#: the input that carries the activation, for ops where it is not the first (TRANSPOSE_CONV's
+#: inputs are the output shape, the weights, then the activation)
+_DATA_INPUT = {"TRANSPOSE_CONV": 2}
+
+
 def op_report(model: bytes) -> dict:
-    """Per signature, the operators of its subgraph (builtin name -> count), and any custom op
-    (which a stock LiteRT runtime on a phone would not have)."""
+    """Per signature, the operators of its subgraph (builtin name -> count) and those that compute
+    on INT8 activations (``int8_ops``), and any custom op (which a stock LiteRT runtime on a
+    phone would not have)."""
     from ai_edge_litert import schema_py_generated as schema
 
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -48,16 +54,25 @@ def op_report(model: bytes) -> dict:
         c = m.OperatorCodes(i)
         code = max(c.BuiltinCode(), c.DeprecatedBuiltinCode())
         codes.append(c.CustomCode().decode() if c.CustomCode() else names.get(code, str(code)))
-    signatures, ops = {}, {}
+    signatures, ops, int8_ops = {}, {}, {}
     for i in range(m.SignatureDefsLength()):
         sd = m.SignatureDefs(i)
         g = m.Subgraphs(sd.SubgraphIndex())
-        count = collections.Counter(codes[g.Operators(j).OpcodeIndex()] for j in range(g.OperatorsLength()))
+        count, int8 = collections.Counter(), collections.Counter()
+        for j in range(g.OperatorsLength()):
+            op = g.Operators(j)
+            name = codes[op.OpcodeIndex()]
+            count[name] += 1
+            k = _DATA_INPUT.get(name, 0)
+            if name != "QUANTIZE" and op.InputsLength() > k and op.Inputs(k) >= 0 \
+                    and g.Tensors(op.Inputs(k)).Type() == schema.TensorType.INT8:
+                int8[name] += 1
         key = sd.SignatureKey().decode()
         signatures[key] = [int(v) for v in g.Tensors(g.Inputs(0)).ShapeAsNumpy()]
         ops[key] = dict(sorted(count.items()))
+        int8_ops[key] = dict(sorted(int8.items()))
     custom = sorted({c for c in codes if c not in names.values()})
-    return {"signatures": signatures, "ops": ops, "custom_ops": custom}
+    return {"signatures": signatures, "ops": ops, "int8_ops": int8_ops, "custom_ops": custom}
 
 
 #: the TFLite ops whose weights ``--half`` stores in FP16 (ai-edge-quantizer's float casting:
@@ -85,38 +100,48 @@ def fp16_weights(model: bytes) -> bytes:
         raise ExportError(f"LiteRT FP16 weight conversion failed ({first_line(e)})") from None
 
 
-def convert(model, fft: str, sizes, meta: dict[str, str], half: bool = False,
-            log=lambda s: None) -> tuple[bytes, dict]:
-    """The ``.tflite`` bytes of ``model`` (a RestorationNet) with one signature per (H, W) in
-    ``sizes`` (``half``: FP16 weights, :func:`fp16_weights`), and its :func:`op_report`."""
+def convert_signatures(entries: dict, quant_config=None) -> tuple[bytes, dict]:
+    """The ``.tflite`` bytes (no metadata yet) with one signature per ``entries`` item (name ->
+    (module, example input)), ``quant_config``: litert-torch's (a pt2e-quantized module's q/dq
+    pairs become INT8 ops), and its :func:`op_report`; a conversion that leaves custom ops is refused."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         import litert_torch
     except ImportError:
         raise ExportError("--to litert needs litert-torch: pip install anyir-edge[litert]") from None
-    from .mobile_export import mobile_module, quiet
+    from .mobile_export import quiet
 
-    module, form = mobile_module(model, fft)
     litert_torch.config.show_progress = False
     # JAX (imported by litert-torch) warns at every later fork, e.g. a worker pool: nothing here forks into JAX
     warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
     conv = litert_torch
-    for h, w in sizes:
-        x = torch.rand(1, model.in_channels, h, w)
-        conv = conv.signature(artifact.sized_entry_name(h, w), module, (x,))
-    log(f"converting the {form} form with litert-torch ({len(sizes)} signature(s); about a minute each) ...")
+    for name, (module, x) in entries.items():
+        conv = conv.signature(name, module, (x,))
     with quiet():
         try:
-            edge = conv.convert()
-            buf = edge.model_content()
+            buf = conv.convert(quant_config=quant_config).model_content()
         except Exception as e:
             raise ExportError(f"LiteRT conversion failed ({first_line(e)})") from None
+    report = op_report(buf)
+    if report["custom_ops"]:
+        raise ExportError(f"LiteRT conversion left custom ops a phone runtime lacks: {', '.join(report['custom_ops'])}")
+    return buf, report
+
+
+def convert(model, fft: str, sizes, meta: dict[str, str], half: bool = False,
+            log=lambda s: None) -> tuple[bytes, dict]:
+    """The ``.tflite`` bytes of ``model`` (a RestorationNet) with one signature per (H, W) in
+    ``sizes`` (``half``: FP16 weights, :func:`fp16_weights`), and its :func:`op_report`."""
+    from .mobile_export import mobile_module, quiet
+
+    module, form = mobile_module(model, fft)
+    entries = {artifact.sized_entry_name(h, w): (module, torch.rand(1, model.in_channels, h, w)) for h, w in sizes}
+    log(f"converting the {form} form with litert-torch ({len(sizes)} signature(s); about a minute each) ...")
+    buf, report = convert_signatures(entries)
     if half:
         log("storing the convolution and linear weights in FP16 (ai-edge-quantizer float casting) ...")
         with quiet():
             buf = fp16_weights(buf)
-    report = op_report(buf)
-    if report["custom_ops"]:
-        raise ExportError(f"LiteRT conversion left custom ops a phone runtime lacks: {', '.join(report['custom_ops'])}")
+        report = op_report(buf)
     report["deploy_form"] = form
     return artifact.write_tflite(buf, meta), report

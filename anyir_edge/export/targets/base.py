@@ -58,10 +58,11 @@ SHARED_OPTIONS: dict[str, OptionSpec] = {
     "int8": [(("--int8",), dict(action="store_const", const=True, help=(
         "INT8 engine: onnx = static QDQ, per-channel 7-bit weights (correct on CPUs with and without VNNI); "
         "openvino = NNCF PTQ if installed and it passes, else that QDQ graph on its convolutions; trt = entropy "
-        "calibrator (10.x) or symmetric QDQ (11.x); sensitive nodes left in float if parity fails; gate 35 dB")))],
+        "calibrator (10.x) or symmetric QDQ (11.x); executorch, litert (with --sizes) = XNNPACK's pt2e quantizer on the "
+        "convolutions; sensitive nodes left in float if parity fails; gate 35 dB")))],
     "calib": [(("--calib",), dict(metavar="DIR", help=(
-        "folder of calibration images for --int8 (degraded every supported way; onnx/openvino default: the "
-        "built-in crops, with a warning)")))],
+        "folder of calibration images for --int8 (degraded every supported way; default: the built-in crops, "
+        "with a warning)")))],
     "opset": [(("--opset",), dict(type=int, help="ONNX opset (>= 17; default 17, 18 for --fft dft)"))],
     "max_side": [(("--max-side",), dict(type=int, metavar="N", help=(
         "executorch, coreml: the largest H and W the program takes (a multiple of 8, 32-4096; default 1024). "
@@ -143,6 +144,33 @@ def fit_to_sizes(sizes, inputs: list) -> list:
         fitted = cv2.resize(img, (fw, fh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
         out.append((f"{name}@{fh}x{fw}", deg, seed, fitted.astype(img.dtype, copy=False)))
     return out
+
+
+def pt2e_int8(ctx: Context, quantizer_cls, sizes, calib: str | None, search: bool, meta: dict) -> tuple[bytes, dict]:
+    """An INT8 phone program's bytes and its report (the certificate's ``reduced_precision``):
+    the static programs of ``sizes`` quantized by ``quantizer_cls`` (a
+    :class:`~anyir_edge.export.precision.pt2e_int8.Pt2eQuantizer`) on calibration samples at each
+    size, through the INT8 gate and search (:func:`~anyir_edge.export.precision.pt2e_int8.quantize_pt2e`)."""
+    from .. import precision as P
+    from ..mobile_export import static_exports
+    from ..precision.pt2e_int8 import quantize_pt2e
+
+    programs, _ = static_exports(ctx.net, ctx.fft, sizes, log=ctx.log)
+    descs = []
+
+    def samples_for(h, w):
+        samples, desc = P.calibration_samples(calib, (h, w), log=ctx.log if not descs else None)
+        descs.append(desc)
+        return samples
+
+    q = quantizer_cls(programs, samples_for, meta, log=ctx.log)
+    desc = dict(descs[0], crop=[list(d["crop"]) for d in descs])
+    ctx.log(f"calibrating on {desc['samples']} samples per size ({desc['images']} images x "
+            f"{len(desc['degradations'])} degradations) from {desc['folder']} ...")
+    probe = P.ParityProbe(ctx.net, ctx.inputs, threads=ctx.threads)
+    buf, report = quantize_pt2e(q, ctx.work, probe, ctx.threshold, search=search, log=ctx.log, calib_desc=desc)
+    ctx.log(f"INT8: {len(report['quantized_nodes'])} convolutions quantized, {len(report['float_nodes'])} left float")
+    return buf, report
 
 
 class Target:

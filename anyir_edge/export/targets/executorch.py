@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..formats import ExportError, Format
-from .base import Built, Context, Target, check_sizes_fit, fit_to_sizes, max_side_option, sizes_option
+from .base import (Built, Context, Target, check_sizes_fit, fit_to_sizes, max_side_option, pt2e_int8,
+                   sizes_option)
 
 
 @dataclass
@@ -91,7 +92,9 @@ class ExecuTorchTarget(Target):
         if s.precision != "fp32":
             meta[artifact.PRECISION] = s.precision
         if s.precision == "int8":
-            buf, reduced = self._int8(ctx, s, meta)
+            from ..precision.executorch_int8 import ExecuTorchQuantizer
+
+            buf, reduced = pt2e_int8(ctx, ExecuTorchQuantizer, s.sizes, s.calib, s.search, meta)
             report = reduced["delegation"]
         else:
             buf, report = executorch_export.lower(net, ctx.fft, meta, max_side=s.max_side, sizes=s.sizes, log=ctx.log,
@@ -125,30 +128,6 @@ class ExecuTorchTarget(Target):
                                              "converted to float16 when the program loads")
         methods = f"{len(s.sizes)} static method(s)" if s.sizes else "dynamic H and W"
         return Built(out, [], cert_info, f"{s.precision}, {methods}, {report['partitions']} XNNPACK partition(s)")
-
-    def _int8(self, ctx: Context, s: ExecuTorchSettings, meta: dict) -> tuple[bytes, dict]:
-        """The INT8 program's bytes and its report (:mod:`anyir_edge.export.precision.executorch_int8`)."""
-        from .. import precision as P
-        from ..mobile_export import static_exports
-        from ..precision.executorch_int8 import ExecuTorchQuantizer, quantize_executorch
-
-        programs, _ = static_exports(ctx.net, ctx.fft, s.sizes, log=ctx.log)
-        descs = []
-
-        def samples_for(h, w):
-            samples, desc = P.calibration_samples(s.calib, (h, w), log=ctx.log if not descs else None)
-            descs.append(desc)
-            return samples
-
-        q = ExecuTorchQuantizer(programs, samples_for, meta, log=ctx.log)
-        desc = dict(descs[0], crop=[list(d["crop"]) for d in descs])
-        ctx.log(f"calibrating on {desc['samples']} samples per size ({desc['images']} images x "
-                f"{len(desc['degradations'])} degradations) from {desc['folder']} ...")
-        probe = P.ParityProbe(ctx.net, ctx.inputs, threads=ctx.threads)
-        buf, report = quantize_executorch(q, ctx.work, probe, ctx.threshold, search=s.search, log=ctx.log,
-                                          calib_desc=desc)
-        ctx.log(f"INT8: {len(report['quantized_nodes'])} convolutions quantized, {len(report['float_nodes'])} left float")
-        return buf, report
 
 
 TARGET = ExecuTorchTarget()
