@@ -43,6 +43,9 @@ def test_the_program_is_certified_on_executorchs_runtime(pte):
     assert cert["passed"] and cert["summary"]["psnr_min"] >= 60
     assert cert["engine_backend"].startswith("executorch (XNNPACK")
     assert cert["max_side"] == MAX_SIDE and cert["deploy_form"] == "mobile" and pte.fft == "fold"
+    # a parity input over the bound is shrunk to it (a bounded program runs nothing larger whole)
+    sizes = [tuple(r["size"]) for r in cert["inputs"]]
+    assert len(sizes) == 4 and sizes[-1] == (MAX_SIDE, MAX_SIDE) and all(max(hw) <= MAX_SIDE for hw in sizes)
     # XNNPACK takes everything but the attention output's reshape (one per block)
     report = cert["delegation"]
     assert set(report["ops_outside_delegate"]) <= {"view_copy"}

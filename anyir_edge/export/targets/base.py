@@ -146,6 +146,23 @@ def fit_to_sizes(sizes, inputs: list) -> list:
     return out
 
 
+def fit_within(max_side: int, inputs: list) -> list:
+    """Each parity input with a side over ``max_side`` shrunk to fit (aspect kept), the others as
+    they are: what a program bounded to ``max_side`` runs whole."""
+    import cv2
+
+    out = []
+    for name, deg, seed, img in inputs:
+        h, w = img.shape[:2]
+        if max(h, w) > max_side:
+            scale = max_side / max(h, w)
+            h, w = max(1, int(h * scale)), max(1, int(w * scale))
+            img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA).astype(img.dtype, copy=False)
+            name = f"{name}@{h}x{w}"
+        out.append((name, deg, seed, img))
+    return out
+
+
 def pt2e_int8(ctx: Context, quantizer_cls, sizes, calib: str | None, search: bool, meta: dict) -> tuple[bytes, dict]:
     """An INT8 phone program's bytes and its report (the certificate's ``reduced_precision``):
     the static programs of ``sizes`` quantized by ``quantizer_cls`` (a

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..formats import ExportError, Format
-from .base import (Built, Context, Target, check_sizes_fit, fit_to_sizes, max_side_option, pt2e_int8,
+from .base import (Built, Context, Target, check_sizes_fit, fit_to_sizes, fit_within, max_side_option, pt2e_int8,
                    sizes_option)
 
 
@@ -59,7 +59,8 @@ class ExecuTorchTarget(Target):
         return "" if s.precision == "fp32" else f"-{s.precision}"  # never overwrites NAME.pte
 
     def fit_inputs(self, s: ExecuTorchSettings, inputs: list) -> list:
-        return fit_to_sizes(s.sizes, inputs) if s.sizes else inputs  # static methods run only their sizes
+        # static methods run only their sizes; a bounded program nothing over its bound
+        return fit_to_sizes(s.sizes, inputs) if s.sizes else fit_within(s.max_side, inputs)
 
     def build(self, ctx: Context, s: ExecuTorchSettings) -> Built:
         from ... import artifact
