@@ -75,6 +75,16 @@ def precision_of(half: bool | None, int8: bool | None) -> str:
     return "int8" if int8 else "fp16" if half else "fp32"
 
 
+def check_calib(calib, precision: str) -> None:
+    """One-line :class:`ExportError`, before any work, for a ``--calib`` without ``--int8`` or
+    one that is not a folder of readable images."""
+    if calib is None:
+        return
+    if precision != "int8":
+        raise ExportError("--calib is only used with --int8")
+    check_calib_folder(calib)
+
+
 @dataclass
 class PrecisionPlan:
     """What :func:`anyir_edge.export.export` needs for a reduced-precision engine."""

@@ -35,23 +35,18 @@ class ExecuTorchTarget(Target):
             raise ExportError("--sizes and --max-side exclude each other: --sizes builds one static method per size, "
                               "--max-side one method for any H and W up to it")
         side = None if sizes else max_side_option(opts)
-        int8, half, calib = bool(opts.get("int8")), bool(opts.get("half")), opts.get("calib")
-        if int8 and half:
-            raise ExportError("--half and --int8 exclude each other: one precision per program")
+        from .. import precision as P
+
+        precision, calib = P.precision_of(opts.get("half"), opts.get("int8")), opts.get("calib")
+        int8 = precision == "int8"
         if int8 and not sizes:
             raise ExportError("--to executorch --int8 needs --sizes: XNNPACK fails at run time on quantized programs "
                               "with dynamic H and W, so INT8 programs have one static method per size")
-        if calib is not None and not int8:
-            raise ExportError("--calib is only used with --int8")
-        if calib is not None:
-            from .. import precision as P
-
-            P.check_calib_folder(calib)  # one-line error before any work
+        P.check_calib(calib, precision)
         try:
             import executorch  # noqa: F401
         except ImportError:
             raise ExportError("--to executorch needs ExecuTorch: pip install anyir-edge[executorch]") from None
-        precision = "int8" if int8 else "fp16" if half else "fp32"
         return ExecuTorchSettings(max_side=side, sizes=sizes, precision=precision, calib=calib,
                                   search=opts.get("search") is not False)
 

@@ -29,15 +29,11 @@ class LiteRTTarget(Target):
 
     def prepare(self, opts, fft):
         sizes = sizes_option(opts.get("sizes")) or DEFAULT_SIZES
-        int8, half, calib = bool(opts.get("int8")), bool(opts.get("half")), opts.get("calib")
-        if int8 and half:
-            raise ExportError("--half and --int8 exclude each other: one precision per model")
-        if calib is not None and not int8:
-            raise ExportError("--calib is only used with --int8")
-        if calib is not None:
-            from .. import precision as P
+        from .. import precision as P
 
-            P.check_calib_folder(calib)  # one-line error before any work
+        precision, calib = P.precision_of(opts.get("half"), opts.get("int8")), opts.get("calib")
+        int8 = precision == "int8"
+        P.check_calib(calib, precision)
         from ..litert_export import missing
 
         needs = missing() + (["executorch (its XNNPACK quantizer)"] if int8 and _no_executorch() else [])
@@ -45,7 +41,6 @@ class LiteRTTarget(Target):
             extras = "[litert,executorch]" if int8 else "[litert]"
             raise ExportError(f"--to litert{' --int8' if int8 else ''} needs {' and '.join(needs)}: "
                               f"pip install anyir-edge{extras}")
-        precision = "int8" if int8 else "fp16" if half else "fp32"
         return LiteRTSettings(sizes=sizes, precision=precision, calib=calib, search=opts.get("search") is not False)
 
     def stem_suffix(self, s: LiteRTSettings) -> str:

@@ -57,10 +57,7 @@ class OnnxTarget(Target):
         plan = P.PrecisionPlan(precision=P.precision_of(half, int8), calib=calib, search=opts.get("search") is not False,
                                quality_data=str(data) if data is not None else None,
                                quality_sets=tuple(opts.get("quality_sets") or P.QUALITY_SETS), quality_limit=limit)
-        if calib is not None and plan.precision != "int8":
-            raise ExportError("--calib is only used with --int8")
-        if calib is not None:
-            P.check_calib_folder(calib)  # one-line error before any work
+        P.check_calib(calib, plan.precision)
         if data is not None and plan.precision == "fp32":
             raise ExportError("--data (the quality gate) is for --fp16 / --int8 engines")
         if data is not None and not Path(data).is_dir():
