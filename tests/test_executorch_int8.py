@@ -50,3 +50,34 @@ def test_bad_int8_options_are_refused_before_any_work(tmp_path, opts, match):
     with pytest.raises(ExportError, match=match):
         export("anyir-paper-tiny", to="executorch", output=str(tmp_path), **opts)
     assert not list(tmp_path.iterdir())
+
+
+def test_later_builds_reuse_the_first_calibration_and_quantize_as_a_fresh_one_would():
+    """A build with more convolutions float (declined ones, the search's windows) loads the first
+    build's observer statistics instead of calibrating again, and converts to the same module as a
+    quantizer calibrated afresh for that float set."""
+    import numpy as np
+    import torch
+
+    from anyir_edge.export.mobile_export import static_exports
+    from anyir_edge.export.precision.executorch_int8 import ExecuTorchQuantizer
+    from anyir_edge.export.precision.pt2e_int8 import rule_float_convs
+
+    from conftest import SMALL_PTE_SIZES, small_net
+
+    programs, _ = static_exports(small_net(), "fold", SMALL_PTE_SIZES)
+    rng = np.random.default_rng(0)
+    samples = [rng.random((1, 3, *SMALL_PTE_SIZES[0]), dtype=np.float32) for _ in range(2)]
+    logs = []
+    q = ExecuTorchQuantizer(programs, lambda h, w: samples, {}, log=logs.append)
+    name = next(iter(programs))
+    rules = set(rule_float_convs(q.module))
+    q.quantized(name, rules)
+    more = rules | set(q.candidates[4:12])
+    reused = q.quantized(name, more)
+    assert sum("calibrating" in line for line in logs) == 1 and "statistics of the first build" in logs[-1]
+    fresh = ExecuTorchQuantizer(programs, lambda h, w: samples, {}).quantized(name, more)
+    x = torch.from_numpy(rng.random((1, 3, *SMALL_PTE_SIZES[0]), dtype=np.float32))
+    with torch.no_grad():
+        a, b = reused(x), fresh(x)
+    assert torch.equal(a, b)

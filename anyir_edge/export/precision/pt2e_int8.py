@@ -140,6 +140,21 @@ def _flat_nodes(args) -> set:
     return out
 
 
+def _observers(m) -> dict | None:
+    """A prepared module's observers by (watched node's name, observer type), None when two share
+    a key (their statistics could not be told apart)."""
+    out = {}
+    for n in m.graph.nodes:
+        if n.op == "call_module" and "activation_post_process" in str(n.target) and n.args \
+                and isinstance(n.args[0], torch.fx.Node):
+            obs = m.get_submodule(n.target)
+            key = (n.args[0].name, type(obs).__name__)
+            if key in out and out[key] is not obs:
+                return None
+            out[key] = obs
+    return out
+
+
 class Pt2eQuantizer:
     """A program's static methods (one ``torch.export`` program per size) and their calibration
     samples; :meth:`build` (per backend) quantizes every convolution not named float, in every
@@ -170,9 +185,16 @@ class Pt2eQuantizer:
         self.samples = {name: samples_for(*hw) for name, hw in self.sizes.items()}
         self.module = next(iter(self.modules.values()))  # the rules and names: the same in every method
         self.candidates = conv_keys(self.module)
+        self._stats: dict[str, dict] = {}  # method -> {observer key: calibrated state} (:meth:`quantized`)
 
     def quantized(self, name: str, keep: set) -> torch.fx.GraphModule:
-        """Method ``name`` quantized: prepared, calibrated on its samples and converted."""
+        """Method ``name`` quantized: prepared, calibrated on its samples and converted.
+
+        Calibration runs once per method: a prepared module's observers only watch (the forward
+        stays float), so the statistics of a tensor do not depend on which convolutions are
+        quantized, and a later build with more convolutions float (the declined ones, the
+        search's windows) loads the first build's statistics into its observers, which watch a
+        subset of the same tensors."""
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                              get_symmetric_quantization_config)
         from torchao.quantization.pt2e import move_exported_model_to_eval
@@ -183,12 +205,21 @@ class Pt2eQuantizer:
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
         quantizer.set_filter_function(lambda n: n.op != "call_function" or (_is_conv(n) and conv_key(n) not in keep))
         h, w = self.sizes[name]
-        self.log(f"  {name}: calibrating on {len(self.samples[name])} samples at {h}x{w} ...")
         with quiet():
             m = prepare_pt2e(copy.deepcopy(self.modules[name]), quantizer)
-            with torch.no_grad():
-                for s in self.samples[name]:
-                    m(torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)))
+            observers = _observers(m)
+            stats = self._stats.get(name)
+            if observers is not None and stats is not None and set(observers) <= set(stats):
+                self.log(f"  {name}: the calibration statistics of the first build ({len(observers)} observers)")
+                for key, obs in observers.items():
+                    obs.load_state_dict(stats[key])
+            else:
+                self.log(f"  {name}: calibrating on {len(self.samples[name])} samples at {h}x{w} ...")
+                with torch.no_grad():
+                    for s in self.samples[name]:
+                        m(torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)))
+                if observers is not None and name not in self._stats:
+                    self._stats[name] = {key: copy.deepcopy(obs.state_dict()) for key, obs in observers.items()}
             return move_exported_model_to_eval(convert_pt2e(m, fold_quantize=self.fold_quantize))
 
     def known_declined(self) -> list[str]:
