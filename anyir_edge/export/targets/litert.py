@@ -75,7 +75,8 @@ class LiteRTTarget(Target):
         out.write_bytes(buf)
         cert_info = {"exporter": exporter, "litert": litert_export.version("ai-edge-litert"), "deploy_form": form,
                      "sizes": [f"{h}x{w}" for h, w in s.sizes], "signatures": report["signatures"],
-                     "ops": report["ops"], "int8_ops": report["int8_ops"], "input_name": artifact.INPUT_NAME, "output_name": artifact.OUTPUT_NAME,
+                     "ops": report["ops"], "int8_ops": report["int8_ops"], "input_name": artifact.INPUT_NAME,
+                     "output_name": artifact.OUTPUT_NAME,
                      "input_dims": [1, net.in_channels, "H", "W"], "batch": "1 per call (the runtime runs a batch image "
                      "by image)", "sizes_rule": "an image that pads to one of sizes runs whole; others are tiled"}
         if s.precision == "int8":
