@@ -23,9 +23,10 @@ class LiteRTSettings:
 
 
 class LiteRTTarget(Target):
-    format = Format("litert", ("tflite", "tfl"), ".tflite", frozenset({"fft", "sizes", "half", "int8", "calib", "search"}), ("fold", "matmul"),
-                    False, "LiteRT / TensorFlow Lite model (.tflite) for phones; batch 1, one signature per --sizes "
-                           "entry; --fp16: FP16 weights; --int8: INT8 convolutions")
+    format = Format("litert", ("tflite", "tfl"), ".tflite",
+                    frozenset({"fft", "sizes", "half", "int8", "calib", "search"}), ("fold", "matmul"), False,
+                    "LiteRT / TensorFlow Lite model (.tflite) for phones; batch 1, one signature per --sizes "
+                    "entry; --fp16: FP16 weights; --int8: INT8 convolutions")
 
     def prepare(self, opts, fft):
         sizes = sizes_option(opts.get("sizes")) or DEFAULT_SIZES
