@@ -23,7 +23,7 @@ from conftest import SMALL_ANYIR, small_net
 
 MAX_SIDE = 64
 FIXTURES = Path(__file__).parent / "fixtures"
-CHECKS = {"package", "program", "io", "convolutions", "conv_weights", "metadata"}
+CHECKS = {"package", "program", "io", "convolutions", "conv_weights", "fp32_islands", "metadata"}
 
 
 # ------------------------------------------------------------- folder engines (no coremltools)
@@ -166,7 +166,7 @@ def test_the_certificate_is_structural_and_says_it_was_not_executed(package, sma
     assert cert["certificate"] == "anyir-edge structural" and cert["executed"] is False
     assert "macOS" in cert["not_executed"] and cert["passed"] is True and "failure" not in cert
     assert set(cert["checks"]) == CHECKS and all(c["passed"] for c in cert["checks"].values())
-    assert cert["summary"]["psnr_min"] is None and cert["summary"]["checks_passed"] == "6 of 6"
+    assert cert["summary"]["psnr_min"] is None and cert["summary"]["checks_passed"] == "7 of 7"
     assert (cert["format"], cert["fft"], cert["max_side"], cert["deploy_form"], cert["precision"]) == \
         ("coreml", "fold", MAX_SIDE, "mobile", "fp32")
     # the identity fields every certificate has
@@ -204,19 +204,48 @@ def test_the_authors_promptir_and_moce_ir_convert(name, arch, tmp_path):
     assert not {op for op in ops if "upsample" in op or "resize" in op or op == "mod"}
 
 
-def test_half_is_refused_in_one_line_where_core_ml_cannot_keep_an_overflowing_module_float32(tmp_path):
+def test_half_keeps_moce_ir_patch_spectral_products_float32(tmp_path):
     """MoCE-IR's patch spectral products overflow float16 (tests/test_mobile.py) and are ordinary
-    convolutions and products, which Core ML's FP16 conversion (float32 kept by op type) cannot
-    single out: ``--half`` is refused before any work, FP32 is not. AnyIR's channel attention is
-    all matrix products, which it keeps (test_half_is_an_fp16_program_named_fp16)."""
+    convolutions and products, which no op type singles out: ``--half`` keeps the ops made from the
+    float32-only modules' nodes float32 by name, and the certificate checks it in the saved program
+    (their convolution weights float32, every other one float16)."""
+    pytest.importorskip("coremltools")
     from anyir_edge import load_model
-    from anyir_edge.export.coreml_export import fp16_unkept
 
     model = load_model(FIXTURES / "moce-ir-authors-d4-spread.ckpt")
-    assert fp16_unkept(model) == ["PatchSpectralProduct"] and fp16_unkept(small_net()) == []
-    with pytest.raises(ExportError, match="PatchSpectralProduct overflows float16") as e:
-        _export(model, tmp_path / "m.mlpackage", half=True)
-    assert "\n" not in str(e.value) and not any(tmp_path.iterdir())
+    res = _export(model, tmp_path / "m.mlpackage", half=True)
+    cert = json.loads(res.certificate_path.read_text())
+    assert cert["passed"] and cert["precision"] == "fp16" and set(cert["checks"]) == CHECKS
+    islands = cert["checks"]["fp32_islands"]
+    assert islands["passed"] and islands["islands"] > 0 and islands["ops"] >= islands["islands"] // 2
+    weights = cert["checks"]["conv_weights"]
+    assert weights["passed"] and set(weights["dtype"]) == {"float16", "float32"}
+    assert weights["dtype"] == weights["expected_dtype"] and weights["equal"] == weights["compared"]
+
+
+def test_island_names_match_the_node_or_a_derived_op_not_another_node():
+    from anyir_edge.export.coreml_export import in_island
+
+    islands = {"conv2d", "mul_12", "conv_transpose2d_3"}
+    assert in_island("conv2d", islands) and in_island("mul_12", islands)
+    assert in_island("conv_transpose2d_3_has_output_shape", islands) and in_island("mul_12_cast_fp16", islands)
+    assert not in_island("conv2d_5", islands) and not in_island("mul_1", islands) and not in_island("mul_123", islands)
+    assert not in_island("conv_transpose2d_31_has_output_shape", islands) and not in_island("add", islands)
+
+
+def test_the_islands_check_fails_on_a_float16_island_op_or_islands_not_found():
+    from anyir_edge.export.coreml_export import _check_fp32_islands
+
+    built = {"fp32_islands": ["mul_12", "conv2d_3"]}
+    ok = {"op_outputs": [("mul", "mul_12", "float32"), ("conv", "conv2d_3", "float32"), ("mul", "mul_1_cast_fp16", "float16"),
+                         ("cast", "mul_12_to_fp16", "float16")]}  # a cast at the island's edge is not the island
+    assert _check_fp32_islands(None, ok, built)["passed"] and _check_fp32_islands(None, ok, built)["ops"] == 2
+    bad = {"op_outputs": [("mul", "mul_12_cast_fp16", "float16"), ("conv", "conv2d_3", "float32")]}
+    res = _check_fp32_islands(None, bad, built)
+    assert not res["passed"] and "mul_12_cast_fp16" in res["error"]
+    lost = {"op_outputs": [("mul", "multiply_0", "float16")]}  # named otherwise: nothing found is a failure
+    assert not _check_fp32_islands(None, lost, built)["passed"]
+    assert _check_fp32_islands(None, lost, {"fp32_islands": []})["passed"]  # FP32 or no islands: nothing to check
 
 
 def test_a_re_export_replaces_the_package_and_the_certificate_describes_the_new_one(package):
@@ -288,8 +317,8 @@ def test_a_failed_structural_check_rejects_the_package(small, tmp_path, monkeypa
 
     real = coreml_export.torch_structure
 
-    def one_conv_less(ep):
-        s = real(ep)
+    def one_conv_less(ep, islands=frozenset()):
+        s = real(ep, islands)
         s["convs"] = s["convs"][:-1]
         return s
 

@@ -93,15 +93,29 @@ def version() -> str:
 
 
 # --------------------------------------------------------------------------- conversion
-def fp16_unkept(model) -> list[str]:
-    """The kinds of float32-only modules (:class:`~anyir_edge.models.mobile.Float32Only`) in
-    ``model``'s Core ML mobile form whose float16 risk :data:`FP16_FP32_OPS` does not cover."""
-    from ..models import get_architecture
+def float32_islands(ep) -> set[str]:
+    """Names of the traced program's nodes that run inside a float32-only module
+    (:class:`~anyir_edge.models.mobile.Float32Only`, found by the module stack torch.export records).
+    coremltools names each MIL op after the node it comes from (alone, or with a suffix such as
+    ``_has_output_shape``), which is how a ``--half`` conversion keeps exactly those ops float32."""
     from ..models.mobile import Float32Only
 
-    form = get_architecture(model).deploy_copy(model, "mobile", target="coreml")
-    return sorted({type(m).__name__ for m in form.modules() if isinstance(m, Float32Only)
-                   and not (m.fp32_op_types and set(m.fp32_op_types) <= set(FP16_FP32_OPS))})
+    kinds, todo = set(), [Float32Only]
+    while todo:
+        c = todo.pop()
+        kinds.add(f"{c.__module__}.{c.__qualname__}")
+        todo.extend(c.__subclasses__())
+    return {n.name for n in ep.graph.nodes if n.op == "call_function"
+            and any(t in kinds for _, t in (n.meta.get("nn_module_stack") or {}).values())}
+
+
+def in_island(name: str, islands: set[str]) -> bool:
+    """Whether the MIL op or value ``name`` comes from a node of ``islands``: the node's name, or it
+    with a suffix that is not a number (``conv2d_5`` is another node than ``conv2d``)."""
+    if name in islands:
+        return True
+    parts = name.split("_")
+    return any("_".join(parts[:i]) in islands and not parts[i].isdigit() for i in range(1, len(parts)))
 
 
 def convert(model, fft: str, max_side: int, meta: dict[str, str], out: Path, half: bool = False,
@@ -110,17 +124,17 @@ def convert(model, fft: str, max_side: int, meta: dict[str, str], out: Path, hal
     ``meta`` as its user-defined metadata; returns the traced program's structure
     (:func:`torch_structure`) and the conversion's settings, for :func:`check`."""
     ct = coremltools()
-    if half and (unkept := fp16_unkept(model)):
-        raise ExportError(f"--half: {', '.join(unkept)} overflows float16 and Core ML's FP16 conversion keeps "
-                          f"float32 only by op type, which cannot single it out; export FP32 (without --half)")
     ep, form = trace(model, fft, max_side, log=log)
-    traced = torch_structure(ep)
+    islands = float32_islands(ep) if half else set()
+    traced = torch_structure(ep, islands)
     m = model.size_multiple
     precision = "fp16" if half else "fp32"
     log(f"converting to a Core ML ML program (coremltools {version()}, {precision} compute, H and W {m}-{max_side}, "
         f"{DEPLOYMENT_TARGET}) ...")
     if half:
-        compute = ct.transform.FP16ComputePrecision(op_selector=lambda op: op.op_type not in FP16_FP32_OPS)
+        # float16 but the op types that sum over many values and the float32-only modules' ops
+        compute = ct.transform.FP16ComputePrecision(
+            op_selector=lambda op: op.op_type not in FP16_FP32_OPS and not in_island(op.name, islands))
     else:
         compute = ct.precision.FLOAT32
     side = ct.RangeDim(lower_bound=m, upper_bound=max_side, default=max_side)
@@ -163,7 +177,7 @@ def convert(model, fft: str, max_side: int, meta: dict[str, str], out: Path, hal
     _plain_permissions(out)
     return {"traced": traced, "deploy_form": form, "precision": precision, "max_side": max_side,
             "size_multiple": m, "in_channels": model.in_channels, "metadata": dict(meta),
-            "fp32_ops": list(FP16_FP32_OPS) if half else []}
+            "fp32_ops": list(FP16_FP32_OPS) if half else [], "fp32_islands": sorted(islands)}
 
 
 def trace(model, fft: str, max_side: int, log=lambda s: None):
@@ -192,9 +206,10 @@ def _plain_permissions(root: Path) -> None:
             os.chmod(os.path.join(d, f), 0o666 & ~_UMASK)
 
 
-def torch_structure(ep) -> dict:
+def torch_structure(ep, islands: set[str] = frozenset()) -> dict:
     """The convolutions of a ``torch.export`` program: their ops and weight tensors (numpy; None for a
-    weight computed in the graph, whose element count still comes from its traced shape)."""
+    weight computed in the graph, whose element count still comes from its traced shape), and
+    whether each is in one of ``islands`` (:func:`float32_islands`: kept float32 in a --half program)."""
     sig = ep.graph_signature
     names = {**sig.inputs_to_parameters, **sig.inputs_to_buffers,
              **getattr(sig, "inputs_to_lifted_tensor_constants", {})}
@@ -210,7 +225,7 @@ def torch_structure(ep) -> dict:
         val = w.meta.get("val") if hasattr(w, "meta") else None
         shape = tuple(int(d) for d in val.shape) if val is not None else None
         t = tensors.get(names.get(w.name)) if getattr(w, "op", None) == "placeholder" else None
-        convs.append({"op": op, "shape": shape,
+        convs.append({"op": op, "shape": shape, "fp32": n.name in islands,
                       "weight": t.detach().float().cpu().numpy() if t is not None else None})
     return {"convs": convs}
 
@@ -268,6 +283,9 @@ def read_package(path) -> dict:
     block = main.block_specializations[main.opset]
     ops = list(_walk_ops(block))
     out["op_histogram"] = dict(sorted(collections.Counter(o.type for o in ops).items()))
+    out["op_outputs"] = [(o.type, o.outputs[0].name, MIL_pb2.DataType.Name(o.outputs[0].type.tensorType.dataType).lower())
+                         for o in ops if o.type != "const" and o.outputs
+                         and o.outputs[0].type.WhichOneof("type") == "tensorType"]
     out["program_inputs"] = [{"name": i.name, "dtype": MIL_pb2.DataType.Name(i.type.tensorType.dataType).lower(),
                               "rank": int(i.type.tensorType.rank), "dims": _dims(i.type.tensorType)}
                              for i in main.inputs]
@@ -344,7 +362,7 @@ def check(path, built: dict) -> tuple[dict, str | None]:
     checks = {}
     for name, fn in (("package", _check_package), ("program", _check_program), ("io", _check_io),
                      ("convolutions", _check_convolutions), ("conv_weights", _check_conv_weights),
-                     ("metadata", _check_metadata)):
+                     ("fp32_islands", _check_fp32_islands), ("metadata", _check_metadata)):
         try:
             checks[name] = fn(Path(path), pkg, built)
         except Exception as e:  # a spec shaped unlike what this code knows is a failed check, not a crash
@@ -461,12 +479,13 @@ def _check_conv_weights(path: Path, pkg: dict, built: dict) -> dict:
     """Every Core ML convolution weight is finite and equals one of the traced program's convolution
     weights of the same shape (FP16: the FP32 weight rounded to FP16), each matched once."""
     half = built["precision"] == "fp16"
-    want_dtype = "float16" if half else "float32"
-    pool = collections.defaultdict(list)
+    pool, want = collections.defaultdict(list), collections.Counter()
     for c in built["traced"]["convs"]:
         if c["weight"] is not None:
-            ref = c["weight"].astype(np.float16).astype(np.float32) if half else c["weight"].astype(np.float32)
-            pool[tuple(ref.shape)].append(ref)
+            dtype = "float16" if half and not c.get("fp32") else "float32"  # float32 islands keep their weights
+            ref = c["weight"].astype(np.float16).astype(np.float32) if dtype == "float16" else c["weight"].astype(np.float32)
+            pool[(tuple(ref.shape), dtype)].append(ref)
+            want[dtype] += 1
     rtol, atol = (1e-3, 1e-7) if half else (1e-6, 1e-12)
     dtypes = collections.Counter(c["dtype"] for c in pkg.get("convs", []))
     compared = matched = 0
@@ -479,7 +498,7 @@ def _check_conv_weights(path: Path, pkg: dict, built: dict) -> dict:
         if not np.isfinite(w).all():
             nonfinite += 1
             continue
-        candidates = pool.get(tuple(w.shape), [])
+        candidates = pool.get((tuple(w.shape), c["dtype"]), [])
         compared += 1
         for j, ref in enumerate(candidates):
             if np.allclose(w, ref, rtol=rtol, atol=atol):
@@ -488,18 +507,34 @@ def _check_conv_weights(path: Path, pkg: dict, built: dict) -> dict:
                 break
         else:
             bad.append(i)
-    res = {"dtype": dict(dtypes), "expected_dtype": want_dtype, "compared": compared, "equal": matched,
+    res = {"dtype": dict(dtypes), "expected_dtype": dict(want), "compared": compared, "equal": matched,
            "tolerance": {"rtol": rtol, "atol": atol, "against": "the traced weight" + (" rounded to fp16" if half else "")}}
     err = None
     if unreadable:
         err = f"{len(unreadable)} convolution weight(s) cannot be read: {unreadable[0]}"
     elif nonfinite:
         err = f"{nonfinite} convolution weight tensor(s) hold inf or NaN"
-    elif set(dtypes) != {want_dtype}:
-        err = f"convolution weights are {dict(dtypes)}, expected {want_dtype}"
+    elif set(dtypes) != set(want):  # (a weight of the wrong one of two dtypes matches no traced weight below)
+        err = f"convolution weights are {dict(dtypes)}, expected {dict(want)}"
     elif bad:
         err = (f"{len(bad)} of {compared} convolution weights equal no traced convolution weight "
                f"(first: #{bad[0]}, shape {pkg['convs'][bad[0]]['shape']})")
+    return {"passed": err is None, **res, **({"error": err} if err else {})}
+
+
+def _check_fp32_islands(path: Path, pkg: dict, built: dict) -> dict:
+    """--half: every op made from a float32-only module's nodes (:func:`float32_islands`) computes
+    in float32 (casts at the islands' edges aside), and there are such ops when there are islands."""
+    islands = set(built.get("fp32_islands", []))
+    ops = [(t, name, dtype) for t, name, dtype in pkg.get("op_outputs", []) if t != "cast" and in_island(name, islands)]
+    half = [name for t, name, dtype in ops if dtype != "float32"]
+    res = {"islands": len(islands), "ops": len(ops), "not_float32": half[:5]}
+    err = None
+    if half:
+        err = f"{len(half)} op(s) of float32-only modules compute in {ops[0][2] if ops else '?'}: {', '.join(half[:3])}"
+    elif islands and not ops:
+        err = (f"none of the {len(islands)} nodes of float32-only modules is found among the program's ops "
+               "(coremltools named them otherwise: they may have been converted to float16)")
     return {"passed": err is None, **res, **({"error": err} if err else {})}
 
 

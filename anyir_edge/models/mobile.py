@@ -151,11 +151,8 @@ def transposed_upsample(body: nn.Sequential) -> nn.ConvTranspose2d:
 
 
 class Float32Only:
-    """Marks a mobile-form module that stays float32 in a float16 program (:data:`FP16_UNSAFE`).
-    ``fp32_op_types``: the Core ML (MIL) op types that carry its float16 risk, so a converter
-    that keeps float32 by op type can keep them; empty: no op type singles them out."""
-
-    fp32_op_types: tuple[str, ...] = ()
+    """Marks a mobile-form module that stays float32 in a float16 program (:data:`FP16_UNSAFE`;
+    Core ML: :func:`anyir_edge.export.coreml_export.float32_islands`)."""
 
 
 class ChannelAttentionB1(Float32Only, nn.Module):
@@ -166,7 +163,6 @@ class ChannelAttentionB1(Float32Only, nn.Module):
     taken by masking with the identity and one ``bmm`` with a vector of ones, and
     ``1 / max(|x|, eps)`` is ``rsqrt(max(|x|^2, eps^2))``."""
 
-    fp32_op_types = ("matmul",)  # its Gram matrices, norms and product with v are batched matrix products
     eps = 1e-12
 
     def __init__(self, channels: int, heads: int):
