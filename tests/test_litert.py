@@ -221,3 +221,17 @@ def test_the_restorer_runs_the_int8_model_near_pytorch(int8_tflite, model):
     with Restorer.open(model, tile=0) as ref:
         want = ref.restore(img)
     assert out.shape == img.shape and 30 < _psnr(out, want) < 60
+
+
+@pytest.mark.parametrize("name", ["promptir-authors-d6", "moce-ir-authors-d4-spread"])
+def test_the_authors_promptir_and_moce_ir_convert_and_match(name, tmp_path):
+    """The other architectures' mobile forms on LiteRT (the authors' golden fixtures): MoCE-IR's for
+    LiteRT has no grouped transposed convolution, which litert-torch converts into a model whose
+    TRANSPOSE_CONV fails to prepare."""
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "fixtures" / f"{name}.ckpt"
+    res = export(str(fixture), to="litert", output=str(tmp_path), threads=1, inputs=parity_inputs(max_side=128)[:3],
+                 sizes="64", log=lambda msg: None)
+    cert = res.certificate
+    assert cert["passed"] and cert["summary"]["psnr_min"] >= 60 and cert["deploy_form"] == "mobile"

@@ -185,15 +185,18 @@ def _authors_mobile_form(name: str, target: str | None = None):
     return m, mob, {type(x).__name__ for x in mob.modules()}, inputs
 
 
+@pytest.mark.parametrize("target", [None, "litert"])
 @pytest.mark.parametrize("tag", ["d4-spread", "d4-top2-bias-biasfree"])
-def test_moce_ir_mobile_form_equals_the_authors_model(tag):
+def test_moce_ir_mobile_form_equals_the_authors_model(tag, target):
     """MoCE-IR's mobile form (encoder / decoder blocks, experts with their patch DFTs as strided
-    convolutions, resamplers) computes what the authors' network computes: the golden fixtures of
+    convolutions, resamplers; for LiteRT the inverse DFT along H without grouped transposed
+    convolutions) computes what the authors' network computes: the golden fixtures of
     tests/test_moce_ir.py (their checkpoint layout; with and without biases, both LayerNorm kinds,
     3 and 4 experts), one image at a time, at the fixtures' sizes and at sizes that are not
     multiples of the experts' patches."""
-    m, mob, kinds, inputs = _authors_mobile_form(f"moce-ir-authors-{tag}")
+    m, mob, kinds, inputs = _authors_mobile_form(f"moce-ir-authors-{tag}", target)
     assert {"MobileTransformerBlock", "MobileDecoderBlock", "MobileExpert", "PatchSpectralProduct"} <= kinds
+    assert ("RowsInverse" in kinds) == (target == "litert")
     assert not kinds & {"EncoderBlock", "DecoderBlock", "ModExpert", "FFTAttention", "PixelShuffle",
                         "PixelUnshuffle", "LayerNorm2d", "GatedFFN"}
     inputs += [torch.rand(1, 3, 20, 36), torch.rand(1, 3, 72, 40)]
@@ -201,6 +204,18 @@ def test_moce_ir_mobile_form_equals_the_authors_model(tag):
         with torch.no_grad():
             assert psnr_db(mob(x), m(x)) > 110
     assert all(p1 is not p2 for p1, p2 in zip(m.parameters(), mob.parameters()))  # the model is untouched
+
+
+def test_rows_inverse_equals_the_grouped_transposed_convolution_it_replaces():
+    from anyir_edge.models.moce_ir.mobile import RowsInverse
+
+    k, p = 3, 4
+    t = torch.nn.ConvTranspose2d(k * p, k, (p, 1), stride=(p, 1), groups=k, bias=False)
+    x = torch.randn(5, k * p, 6, 7)
+    with torch.no_grad():
+        assert torch.allclose(RowsInverse(t)(x), t(x), atol=1e-5)
+    with pytest.raises(ValueError, match="kernel = stride"):
+        RowsInverse(torch.nn.ConvTranspose2d(k * p, k, (p, 1), stride=(p, 1), groups=1, bias=False))
 
 
 def test_moce_ir_mobile_form_does_not_tile_its_dft_constants():

@@ -19,6 +19,8 @@ from .. import artifact
 from ..errors import first_line
 from .formats import ExportError
 
+#: the phone target the architectures build their mobile form for (``Architecture.deploy_copy``)
+TARGET = "litert"
 #: what --to litert imports (the converter and the runtime that verifies it)
 MODULES = {"litert_torch": "litert-torch", "ai_edge_litert": "ai-edge-litert"}
 
@@ -134,7 +136,7 @@ def convert(model, fft: str, sizes, meta: dict[str, str], half: bool = False,
     ``sizes`` (``half``: FP16 weights, :func:`fp16_weights`), and its :func:`op_report`."""
     from .mobile_export import mobile_module, quiet
 
-    module, form = mobile_module(model, fft)
+    module, form = mobile_module(model, fft, target=TARGET)
     entries = {artifact.sized_entry_name(h, w): (module, torch.rand(1, model.in_channels, h, w)) for h, w in sizes}
     log(f"converting the {form} form with litert-torch ({len(sizes)} signature(s); about a minute each) ...")
     buf, report = convert_signatures(entries)

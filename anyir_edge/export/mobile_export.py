@@ -93,14 +93,16 @@ def bounded_export(model, fft: str, max_side: int, log=lambda s: None, half: boo
             raise ExportError(f"torch.export failed ({first_line(e)})") from None
 
 
-def static_exports(model, fft: str, sizes, log=lambda s: None, half: bool = False) -> tuple[dict, str]:
+def static_exports(model, fft: str, sizes, log=lambda s: None, half: bool = False,
+                   target: str | None = None) -> tuple[dict, str]:
     """({:func:`anyir_edge.artifact.sized_entry_name`: ``torch.export`` program of
-    :func:`mobile_module` at that (H, W)} for each of ``sizes``, deploy form's name)."""
+    :func:`mobile_module` at that (H, W)} for each of ``sizes``, deploy form's name); ``target``:
+    the phone runtime the mobile form is for."""
     from torch.export import export
 
     from .. import artifact
 
-    module, form = mobile_module(model, fft, half=half)
+    module, form = mobile_module(model, fft, half=half, target=target)
     log(f"tracing the {form} form with torch.export at {len(sizes)} static size(s) ...")
     programs = {}
     with quiet():

@@ -36,6 +36,7 @@ def _kind(n) -> str:
 
 class LiteRTQuantizer(Pt2eQuantizer):
     backend = "LiteRT"
+    mobile_target = "litert"
     suffix = ".tflite"
     report_key = "ops"
     fold_quantize = False

@@ -163,6 +163,8 @@ class Pt2eQuantizer:
 
     #: the backend's name in messages
     backend = ""
+    #: the phone target whose mobile form the programs trace (``Architecture.deploy_copy``)
+    mobile_target: str | None = None
     #: what the certificate's ``reduced_precision.scheme`` says
     scheme = SCHEME
     #: the file suffix of the backend's programs (the probe the search runs)

@@ -172,7 +172,7 @@ def pt2e_int8(ctx: Context, quantizer_cls, sizes, calib: str | None, search: boo
     from ..mobile_export import static_exports
     from ..precision.pt2e_int8 import quantize_pt2e
 
-    programs, _ = static_exports(ctx.net, ctx.fft, sizes, log=ctx.log)
+    programs, _ = static_exports(ctx.net, ctx.fft, sizes, log=ctx.log, target=quantizer_cls.mobile_target)
     descs = []
 
     def samples_for(h, w):

@@ -104,6 +104,30 @@ class PatchSpectralProduct(Float32Only, nn.Module):
         return (self.iw_cos(re1) - self.iw_sin(im1))[:, :, :h, :w].transpose(0, 1)
 
 
+class RowsInverse(nn.Module):
+    """A grouped transposed convolution of kernel = stride = (p, 1), each group p channels in and
+    one out (:class:`PatchSpectralProduct`'s inverse DFT along H), as a grouped 1x1 convolution
+    (each group p channels in, p out) and a depth-to-space along H: the same numbers for LiteRT,
+    whose ``TRANSPOSE_CONV`` has no groups (litert-torch converts a grouped one into a model that
+    fails when it is prepared)."""
+
+    def __init__(self, t: nn.ConvTranspose2d):
+        super().__init__()
+        k, p = t.out_channels, t.kernel_size[0]
+        if (t.groups != k or t.in_channels != k * p or tuple(t.stride) != (p, 1) or t.kernel_size[1] != 1
+                or t.bias is not None):
+            raise ValueError("RowsInverse takes a bias-free transposed convolution of kernel = stride = (p, 1), "
+                             "p channels in and one out per group")
+        self.k, self.p = k, p
+        w = t.weight.detach()[:, 0, :, 0].reshape(k, p, p)  # [group j, input u, output row t]
+        self.conv = _grouped(nn.Conv2d, k * p, k * p, (1, 1), k, w.transpose(1, 2).reshape(k * p, p, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # channel j * p + t: output row t of each window of group j
+        b, _, hb, w = y.shape
+        return y.view(b, self.k, self.p, hb, w).transpose(2, 3).reshape(b, self.k, hb * self.p, w)
+
+
 class MobileExpert(nn.Module):
     """One expert (:class:`~anyir_edge.models.moce_ir.model.ModExpert`) with its attention
     (:class:`~anyir_edge.models.moce_ir.model.FFTAttention`) in the mobile form:
@@ -178,8 +202,13 @@ def _encoder_block(block: EncoderBlock) -> MobileTransformerBlock:
 
 
 def mobile(model: MoCEIR, target: str | None = None) -> MoCEIR:
-    """The CPU deploy form of ``model`` (modified in place) in the mobile form, the same for every
-    phone ``target``."""
+    """The CPU deploy form of ``model`` (modified in place) in the mobile form; for ``target``
+    "litert" the patch spectral products' grouped transposed convolutions as :class:`RowsInverse`."""
     replace_modules(model, EncoderBlock, _encoder_block)
     replace_modules(model, DecoderBlock, MobileDecoderBlock)
-    return replace_modules(model, Resample, mobile_resample)
+    model = replace_modules(model, Resample, mobile_resample)
+    if target == "litert":
+        for m in model.modules():
+            if isinstance(m, PatchSpectralProduct):
+                m.ih_cos, m.ih_sin = RowsInverse(m.ih_cos), RowsInverse(m.ih_sin)
+    return model
