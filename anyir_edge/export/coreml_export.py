@@ -527,11 +527,12 @@ def _check_fp32_islands(path: Path, pkg: dict, built: dict) -> dict:
     in float32 (casts at the islands' edges aside), and there are such ops when there are islands."""
     islands = set(built.get("fp32_islands", []))
     ops = [(t, name, dtype) for t, name, dtype in pkg.get("op_outputs", []) if t != "cast" and in_island(name, islands)]
-    half = [name for t, name, dtype in ops if dtype != "float32"]
-    res = {"islands": len(islands), "ops": len(ops), "not_float32": half[:5]}
+    half = [(name, dtype) for t, name, dtype in ops if dtype != "float32"]
+    res = {"islands": len(islands), "ops": len(ops), "not_float32": [name for name, _ in half[:5]]}
     err = None
     if half:
-        err = f"{len(half)} op(s) of float32-only modules compute in {ops[0][2] if ops else '?'}: {', '.join(half[:3])}"
+        err = (f"{len(half)} op(s) of float32-only modules compute in {half[0][1]}: "
+               f"{', '.join(name for name, _ in half[:3])}")
     elif islands and not ops:
         err = (f"none of the {len(islands)} nodes of float32-only modules is found among the program's ops "
                "(coremltools named them otherwise: they may have been converted to float16)")
