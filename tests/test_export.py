@@ -281,7 +281,8 @@ def test_format_table_rows():
     assert set(names) == {"onnx", "openvino", "trt", "executorch", "litert", "coreml"}
     assert names["trt"].gpu and not names["onnx"].gpu and names["onnx"].suffix == ".onnx"
     assert names["executorch"].suffix == ".pte" and "dft" not in names["executorch"].fft
-    assert names["litert"].suffix == ".tflite" and {"sizes", "half"} <= names["litert"].flags and "int8" not in names["litert"].flags
+    assert names["litert"].suffix == ".tflite" and {"sizes", "half", "int8", "calib", "search"} <= names["litert"].flags
+    assert "max_side" not in names["litert"].flags and "int8" not in names["coreml"].flags
     assert "dft" in names["onnx"].fft and "dft" not in names["trt"].fft
 
 
