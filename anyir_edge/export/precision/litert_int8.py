@@ -61,6 +61,10 @@ class LiteRTQuantizer(Pt2eQuantizer):
             pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)))
         try:
             entries = {name: (self.quantized(name, keep), torch.zeros(1, 3, *self.sizes[name])) for name in self.programs}
+            for module, _ in entries.values():
+                # already in eval form (move_exported_model_to_eval), but an exported module keeps
+                # training=True and cannot be .eval()-ed; litert-torch warns on the flag alone
+                module.training = False
         except Exception as e:
             from ...errors import first_line
 
