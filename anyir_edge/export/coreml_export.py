@@ -94,13 +94,13 @@ def version() -> str:
 
 # --------------------------------------------------------------------------- conversion
 def float32_islands(ep) -> set[str]:
-    """Names of the traced program's nodes that run inside a float32-only module
-    (:class:`~anyir_edge.models.mobile.Float32Only`, found by the module stack torch.export records).
+    """Names of the traced program's nodes that run inside a float32-only module (one of
+    :data:`~anyir_edge.models.mobile.FP16_UNSAFE`, found by the module stack torch.export records).
     coremltools names each MIL op after the node it comes from (alone, or with a suffix such as
     ``_has_output_shape``), which is how a ``--half`` conversion keeps exactly those ops float32."""
-    from ..models.mobile import Float32Only
+    from ..models.mobile import FP16_UNSAFE
 
-    kinds, todo = set(), [Float32Only]
+    kinds, todo = set(), list(FP16_UNSAFE)  # what ExecuTorch --half keeps float32 (HalfCompute), here by name
     while todo:
         c = todo.pop()
         kinds.add(f"{c.__module__}.{c.__qualname__}")
