@@ -151,6 +151,32 @@ def test_metadata_round_trip_replaces_an_earlier_entry(plain_tflite):
     assert artifact.read_tflite(plain_tflite.read_bytes()) == {}
 
 
+def test_written_models_drop_tensor_names_and_compute_the_same():
+    """write_tflite repacks without tensor names (litert-torch's module paths, a fifth of an INT8
+    ``anyir-tiny``) and empty buffers; the signature keeps its input and output names."""
+    import litert_torch
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.interpreter import Interpreter
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1)).eval()
+    raw = litert_torch.signature("restore_16x16", net, (torch.rand(1, 3, 16, 16),)).convert().model_content()
+    out = artifact.write_tflite(raw, {"anyir_edge.name": "n"})
+
+    def names(buf):
+        g = schema.Model.GetRootAs(buf, 0).Subgraphs(0)
+        return [g.Tensors(i).Name() for i in range(g.TensorsLength())]
+
+    assert any(names(raw)) and not any(names(out)) and len(out) < len(raw)
+    x = np.random.default_rng(3).random((1, 3, 16, 16), dtype=np.float32)
+    ys = []
+    for buf in (raw, out):
+        it = Interpreter(model_content=buf, num_threads=1)
+        (name, sig), = it.get_signature_list().items()
+        ys.append(it.get_signature_runner(name)(**{sig["inputs"][0]: x})[sig["outputs"][0]])
+    assert name == "restore_16x16" and np.array_equal(ys[0], ys[1])
+    assert np.abs(ys[0] - net(torch.from_numpy(x)).detach().numpy()).max() < 1e-5
+
+
 def test_anyir_restore_runs_the_tflite(tflite, tmp_path, capsys):
     import cv2
 
