@@ -316,3 +316,36 @@ def test_promptir_mobile_form_equals_the_authors_model(tag, target):
     for x in inputs:
         with torch.no_grad():
             assert psnr_db(mob(x), m(x)) > 110
+
+
+def test_quiet_keeps_the_converters_output_and_names_it_when_a_step_fails(capfd, tmp_path, monkeypatch):
+    """What a converter writes (Python prints, log records, warnings, and C++ logs written to
+    file descriptor 2 directly, like TensorFlow's absl lines under litert-torch) stays off the
+    terminal; a failing step's one-line error names the file that keeps it."""
+    import logging
+    import os
+    import warnings
+
+    from anyir_edge.export import ExportError, mobile_export
+
+    monkeypatch.setattr(mobile_export, "CONVERTER_LOG", tmp_path / "converter.log")
+    with mobile_export.quiet():
+        print("python print")
+        os.write(2, b"I0000 c++ log line\n")
+        logging.getLogger("some.converter").warning("a log record")
+        warnings.warn("a warning")
+    os.write(2, b"after\n")
+    out, err = capfd.readouterr()
+    assert out == "" and err == "after\n"
+
+    with pytest.raises(ExportError) as e:
+        with mobile_export.quiet():
+            os.write(1, b"F0000 why it failed\n")
+            raise ExportError("LiteRT conversion failed (boom)")
+    assert str(e.value) == f"LiteRT conversion failed (boom) (the converter's output: {tmp_path / 'converter.log'})"
+    assert "why it failed" in (tmp_path / "converter.log").read_text()
+    with pytest.raises(ExportError, match=r"^nothing written$"):  # nothing to keep: the error as it was
+        with mobile_export.quiet():
+            raise ExportError("nothing written")
+    os.write(1, b"stdout back\n")
+    assert capfd.readouterr().out == "stdout back\n"

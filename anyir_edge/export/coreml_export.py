@@ -19,10 +19,7 @@ back equal what was written.
 from __future__ import annotations
 
 import collections
-import contextlib
-import io
 import json
-import logging
 import shutil
 from pathlib import Path
 
@@ -31,6 +28,7 @@ import numpy as np
 from .. import artifact
 from ..errors import first_line
 from .formats import ExportError
+from .mobile_export import quiet
 
 INSTALL = "pip install anyir-edge[coreml]"
 #: coremltools' ``ct.target.iOS16``: ML programs exist from iOS 15, but the CPU deploy form of the
@@ -57,25 +55,10 @@ TORCH_CONV_OPS = ("aten.conv1d", "aten.conv2d", "aten.conv3d", "aten.conv_transp
 _EXTRA_FILES = ("executorch_debug_handle_mapping.json",)
 
 
-@contextlib.contextmanager
-def silent():
-    """coremltools' and torch's import-time warnings, progress bars and log lines kept off the terminal
-    (the caller logs one line per step)."""
-    from .mobile_export import quiet
-
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with quiet(), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        logging.disable(previous)
-
-
 def coremltools():
     """The ``coremltools`` module, imported quietly; one-line ExportError when missing."""
     try:
-        with silent():
+        with quiet():
             import coremltools as ct
     except ImportError:
         raise ExportError(f"--to coreml needs coremltools: {INSTALL}") from None
@@ -140,7 +123,7 @@ def convert(model, fft: str, max_side: int, meta: dict[str, str], out: Path, hal
     side = ct.RangeDim(lower_bound=m, upper_bound=max_side, default=max_side)
     side2 = ct.RangeDim(lower_bound=m, upper_bound=max_side, default=max_side)
     tmp = out.with_name(out.stem + ".converted.mlpackage")
-    with silent():
+    with quiet():
         try:
             mlmodel = ct.convert(
                 ep,
@@ -187,7 +170,7 @@ def trace(model, fft: str, max_side: int, log=lambda s: None):
     from .mobile_export import bounded_export
 
     ep, form = bounded_export(model, fft, max_side, log=log, target="coreml")
-    with silent():
+    with quiet():
         try:
             return ep.run_decompositions({}), form
         except Exception as e:
@@ -255,7 +238,7 @@ def read_package(path) -> dict:
 
     path = Path(path)
     manifest = json.loads((path / "Manifest.json").read_text())
-    with silent():
+    with quiet():
         mlmodel = ct.models.MLModel(str(path), skip_model_load=True)
     spec = mlmodel.get_spec()
     out = {"manifest": manifest, "specification_version": int(spec.specificationVersion),

@@ -65,12 +65,14 @@ def lower(model, fft: str, meta: dict[str, str], max_side: int | None = None, si
     """The ``.pte`` bytes of ``model`` (a RestorationNet) and its delegation report: one dynamic
     method up to ``max_side``, or one static method per (H, W) of ``sizes``; ``half``: float16
     weights and compute behind float32 input and output (XNNPACK's FP16 kernels)."""
-    try:
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        from executorch.exir import to_edge_transform_and_lower
-    except ImportError:
-        raise ExportError("--to executorch needs ExecuTorch: pip install anyir-edge[executorch]") from None
     from .mobile_export import bounded_export, quiet, static_exports
+
+    with quiet():  # its import brings torchao's log lines
+        try:
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+            from executorch.exir import to_edge_transform_and_lower
+        except ImportError:
+            raise ExportError("--to executorch needs ExecuTorch: pip install anyir-edge[executorch]") from None
 
     if sizes:
         programs, form = static_exports(model, fft, sizes, log=log, half=half)
@@ -78,8 +80,8 @@ def lower(model, fft: str, meta: dict[str, str], max_side: int | None = None, si
         ep, form = bounded_export(model, fft, max_side, log=log, half=half)
         programs = {"forward": ep}
     meta_tensor = torch.tensor(list(artifact.encode_pte_metadata(meta)), dtype=torch.uint8)
+    log(f"lowering {len(programs)} method(s) to XNNPACK (minutes for a large network) ...")
     with quiet():
-        log(f"lowering {len(programs)} method(s) to XNNPACK (minutes for a large network) ...")
         try:
             edge = to_edge_transform_and_lower(programs, partitioner=[XnnpackPartitioner()],
                                                constant_methods={artifact.PTE_METADATA_METHOD: meta_tensor})

@@ -106,13 +106,14 @@ def convert_signatures(entries: dict, quant_config=None) -> tuple[bytes, dict]:
     """The ``.tflite`` bytes (no metadata yet) with one signature per ``entries`` item (name ->
     (module, example input)), ``quant_config``: litert-torch's (a pt2e-quantized module's q/dq
     pairs become INT8 ops), and its :func:`op_report`; a conversion that leaves custom ops is refused."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import litert_torch
-    except ImportError:
-        raise ExportError("--to litert needs litert-torch: pip install anyir-edge[litert]") from None
     from .mobile_export import quiet
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with quiet():  # its import brings TensorFlow's and torchao's log lines
+        try:
+            import litert_torch
+        except ImportError:
+            raise ExportError("--to litert needs litert-torch: pip install anyir-edge[litert]") from None
     litert_torch.config.show_progress = False
     # JAX (imported by litert-torch) warns at every later fork, e.g. a worker pool: nothing here forks into JAX
     warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)

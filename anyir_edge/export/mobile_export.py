@@ -5,12 +5,13 @@ of the size multiple up to ``max_side``) or one per static size."""
 from __future__ import annotations
 
 import contextlib
-import io
-import warnings
+import tempfile
+from pathlib import Path
 
 import torch
 
 from ..errors import first_line
+from ..stdio import silenced
 from .formats import ExportError
 from .onnx_export import _Padded  # the network without its padding (forward_padded): what an engine runs
 
@@ -114,9 +115,22 @@ def static_exports(model, fft: str, sizes, log=lambda s: None, half: bool = Fals
     return programs, form
 
 
+#: where :func:`quiet` keeps what the converters wrote when a step failed
+CONVERTER_LOG = Path(tempfile.gettempdir()) / "anyir-edge-converter.log"
+
+
 @contextlib.contextmanager
 def quiet():
-    """The converters' warnings and prints kept off the user's terminal."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    """The converters kept off the user's terminal (:func:`anyir_edge.stdio.silenced`: warnings,
+    prints, log records and their C++ libraries' logs). When the block raises an
+    :class:`ExportError`, what they wrote is kept in :data:`CONVERTER_LOG` and the error's one
+    line names that file. Callers log their own progress outside the block."""
+    with silenced() as written:
+        try:
+            yield
+        except ExportError as e:
+            text = written()
+            if not text.strip():
+                raise
+            CONVERTER_LOG.write_text(text)
+            raise ExportError(f"{e} (the converter's output: {CONVERTER_LOG})") from None

@@ -39,12 +39,14 @@ class ExecuTorchQuantizer(Pt2eQuantizer):
 
     def build(self, float_convs: list[str], extra_meta: dict[str, str] | None = None) -> tuple[bytes, dict]:
         """(``.pte`` bytes, delegation report with ``declined``) with ``float_convs`` left float."""
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-        from executorch.exir import to_edge_transform_and_lower
         from torch.export import export
 
         from ..executorch_export import delegation_report
         from ..mobile_export import quiet
+
+        with quiet():  # torchao's import-time log lines
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+            from executorch.exir import to_edge_transform_and_lower
 
         keep = set(float_convs)
         meta = dict(self.meta, **(extra_meta or {}))

@@ -51,9 +51,11 @@ class LiteRTQuantizer(Pt2eQuantizer):
     def build(self, float_convs: list[str], extra_meta: dict[str, str] | None = None) -> tuple[bytes, dict]:
         """(``.tflite`` bytes, :func:`~anyir_edge.export.litert_export.op_report` with ``declined``)
         with ``float_convs`` left float."""
-        from litert_torch.quantize import pt2e_quantizer, quant_config
-
         from ..litert_export import convert_signatures
+        from ..mobile_export import quiet
+
+        with quiet():  # TensorFlow's import-time log lines
+            from litert_torch.quantize import pt2e_quantizer, quant_config
 
         keep = set(float_convs)
         # litert-torch only reads whether the quantizer is static; the annotations are XNNPACKQuantizer's

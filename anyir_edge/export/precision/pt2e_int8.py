@@ -197,31 +197,33 @@ class Pt2eQuantizer:
         quantized, and a later build with more convolutions float (the declined ones, the
         search's windows) loads the first build's statistics into its observers, which watch a
         subset of the same tensors."""
-        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
-                                                                             get_symmetric_quantization_config)
-        from torchao.quantization.pt2e import move_exported_model_to_eval
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
         from ..mobile_export import quiet
+
+        with quiet():  # torchao's import-time log lines
+            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                                 get_symmetric_quantization_config)
+            from torchao.quantization.pt2e import move_exported_model_to_eval
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
         quantizer.set_filter_function(lambda n: n.op != "call_function" or (_is_conv(n) and conv_key(n) not in keep))
         h, w = self.sizes[name]
         with quiet():
             m = prepare_pt2e(copy.deepcopy(self.modules[name]), quantizer)
-            observers = _observers(m)
-            stats = self._stats.get(name)
-            if observers is not None and stats is not None and set(observers) <= set(stats):
-                self.log(f"  {name}: the calibration statistics of the first build ({len(observers)} observers)")
-                for key, obs in observers.items():
-                    obs.load_state_dict(stats[key])
-            else:
-                self.log(f"  {name}: calibrating on {len(self.samples[name])} samples at {h}x{w} ...")
-                with torch.no_grad():
-                    for s in self.samples[name]:
-                        m(torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)))
-                if observers is not None and name not in self._stats:
-                    self._stats[name] = {key: copy.deepcopy(obs.state_dict()) for key, obs in observers.items()}
+        observers = _observers(m)
+        stats = self._stats.get(name)
+        if observers is not None and stats is not None and set(observers) <= set(stats):
+            self.log(f"  {name}: the calibration statistics of the first build ({len(observers)} observers)")
+            for key, obs in observers.items():
+                obs.load_state_dict(stats[key])
+        else:
+            self.log(f"  {name}: calibrating on {len(self.samples[name])} samples at {h}x{w} ...")
+            with torch.no_grad(), quiet():
+                for s in self.samples[name]:
+                    m(torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)))
+            if observers is not None and name not in self._stats:
+                self._stats[name] = {key: copy.deepcopy(obs.state_dict()) for key, obs in observers.items()}
+        with quiet():
             return move_exported_model_to_eval(convert_pt2e(m, fold_quantize=self.fold_quantize))
 
     def known_declined(self) -> list[str]:

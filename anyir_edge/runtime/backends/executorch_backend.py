@@ -20,16 +20,19 @@ import numpy as np
 
 from ... import artifact
 from ...errors import EngineError, first_line
+from ...stdio import silenced
 from .base import Backend, check_signature, physical_cores, warn_untrusted
 
 
 def _set_threads(threads: int) -> int:
-    """Size ExecuTorch's (process-wide) XNNPACK thread pool; returns the size in effect."""
+    """Size ExecuTorch's (process-wide) XNNPACK thread pool; returns the size in effect. Its
+    first use prints cpuinfo's probing and the reset (C++ lines on standard error): silenced."""
     from executorch.extension.pybindings import portable_lib as pl
 
-    if pl._threadpool_get_thread_count() != threads:
-        pl._unsafe_reset_threadpool(threads)
-    return int(pl._threadpool_get_thread_count())
+    with silenced():
+        if pl._threadpool_get_thread_count() != threads:
+            pl._unsafe_reset_threadpool(threads)
+        return int(pl._threadpool_get_thread_count())
 
 
 class ExecuTorchBackend(Backend):
@@ -45,8 +48,9 @@ class ExecuTorchBackend(Backend):
 
     def __init__(self, path: str, device: str | None = None, threads: int | None = None):
         try:
-            import torch  # noqa: F401  (ExecuTorch's bindings take torch tensors)
-            from executorch.runtime import Runtime
+            with silenced():  # the import logs torchao's optional kernels it could not load
+                import torch  # noqa: F401  (ExecuTorch's bindings take torch tensors)
+                from executorch.runtime import Runtime
         except ImportError:
             raise EngineError("ExecuTorch is not installed: pip install anyir-edge[executorch]") from None
         path = str(path)
