@@ -143,8 +143,8 @@ def test_samples_are_a_function_of_index(data_root, tmp_path):
     for i in (0, 5, 123):
         assert all(torch.equal(u, v) for u, v in zip(a[i], b[i]))
     assert not torch.equal(a[0][1], a[1][1])
-    lq, gt = a[0]
-    assert lq.shape == gt.shape == (3, 24, 24) and lq.dtype == torch.float32
+    lq, gt, teacher_w = a[0]
+    assert lq.shape == gt.shape == (3, 24, 24) and lq.dtype == torch.float32 and float(teacher_w) == 0
     s = IterationSampler(2, 4, 4, rank=1, world=2)
     assert list(s) == [10, 11, 14, 15]
 
@@ -242,9 +242,9 @@ def test_identity_task_gives_clean_input(data_root, tmp_path):
     cfg_id = build_config(None, [f"data_root={data_root}", "crop=24",
                                  "tasks=[{name: clean, clean: [clean], degrade: none}]"])
     for i in range(3):
-        lq, gt = TrainDataset(cfg_id)[i]
+        lq, gt, _ = TrainDataset(cfg_id)[i]
         assert torch.equal(lq, gt)
-    assert any(not torch.equal(*TrainDataset(cfg)[i]) for i in range(3))
+    assert any(not torch.equal(*TrainDataset(cfg)[i][:2]) for i in range(3))
     with pytest.raises(ConfigError, match="takes no params"):
         build_config(None, ["tasks=[{name: c, clean: [x], degrade: none, params: {noise: {sigma: 5}}}]"])
 
@@ -290,7 +290,7 @@ torch.set_num_threads(1)
 t = Trainer(_cfg(Path({data!r}), Path({out!r}), model="anyir-paper-tiny", iterations=1), progress=False)
 cfg = t.cfg
 s = IterationSampler(0, 1, cfg.batch_size, t.rank, t.world)
-lq, gt = next(iter(DataLoader(TrainDataset(cfg), batch_size=s.local, sampler=s)))
+lq, gt, _ = next(iter(DataLoader(TrainDataset(cfg), batch_size=s.local, sampler=s)))
 loss = torch.nn.functional.l1_loss(t.net(lq), gt)
 loss.backward()
 if t.rank == 0:
@@ -344,3 +344,51 @@ def test_distillation_adds_the_teachers_l1(data_root, tmp_path):
     assert t.step(lq, gt) == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ConfigError, match="teacher and teacher_weight"):
         _cfg(data_root, tmp_path / "e", teacher=str(teacher_path))
+
+
+def test_a_task_can_weigh_the_teacher_differently(data_root, tmp_path):
+    """A task's teacher_weight replaces the config's for its samples: the teacher term is each
+    sample's L1 to the teacher times its weight, averaged over the batch, and the teacher does not
+    run on samples of weight 0. Without per-task weights the term is the config's (tested above)."""
+    import anyir_edge
+    import torch.nn.functional as F
+
+    from conftest import perturbed
+
+    teacher_path = tmp_path / "teacher.safetensors"
+    anyir_edge.save_model(perturbed("anyir-paper-tiny", dim=8, enc_blocks=(1, 1, 1, 1), dec_blocks=(1, 1, 1),
+                                    refine_blocks=1), teacher_path)
+    cfg = _cfg(data_root, tmp_path / "d", teacher=str(teacher_path), teacher_weight=0.5)
+    cfg.tasks[1].teacher_weight = 0.0  # the paired task: its targets are the teacher's blind spot
+    ds = TrainDataset(cfg)
+    weights = {ds.tasks[int(np.random.default_rng([cfg.seed, i]).choice(2, p=ds.probs))].spec.name: float(ds[i][2])
+               for i in range(40)}
+    assert weights == {"noise": 0.5, "pairs": 0.0}
+
+    t = Trainer(cfg, progress=False)
+    seen = []
+    t.teacher.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[0]))
+    lq, gt = torch.rand(3, 3, 24, 24), torch.rand(3, 3, 24, 24)
+    w = torch.tensor([0.5, 0.0, 2.0])
+    model_state = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.model.train()
+    pred = t.model(lq)
+    with torch.no_grad():
+        per = (pred - t.teacher(lq)).abs().mean(dim=(1, 2, 3))
+        expected = float(F.l1_loss(pred, gt) + (w * per).sum() / 3)
+    t.model.load_state_dict(model_state)
+    seen.clear()
+    assert t.step(lq, gt, w) == pytest.approx(expected, rel=1e-5)
+    assert seen == [2]  # the teacher ran on the two samples that use it
+    t.model.load_state_dict(model_state)
+    seen.clear()
+    t.model.train()
+    with torch.no_grad():
+        plain = float(F.l1_loss(t.model(lq), gt))
+    t.model.load_state_dict(model_state)
+    assert t.step(lq, gt, torch.zeros(3)) == pytest.approx(plain, rel=1e-5) and seen == []
+
+    with pytest.raises(ConfigError, match="teacher_weight must be >= 0"):
+        build_config(None, ["tasks=[{name: c, clean: [x], degrade: noise, teacher_weight: -1}]"])
+    with pytest.raises(ConfigError, match="set teacher_weight but the config has no teacher"):
+        build_config(None, ["tasks=[{name: c, clean: [x], degrade: noise, teacher_weight: 1}]"])

@@ -29,7 +29,9 @@ class TaskSpec:
     parameters; ``none`` (``IDENTITY``) keeps the clean image as the input, which teaches the
     model to leave an undegraded photo alone), or ``paired`` folders each holding ``lq/`` and
     ``gt/`` with equal file names.
-    ``weight`` is the task's sampling weight.
+    ``weight`` is the task's sampling weight; ``teacher_weight`` (with a config ``teacher``) this
+    task's weight of the distillation term instead of the config's ``teacher_weight``: 0 for a task
+    whose targets the teacher does not reach (its samples then skip the teacher's forward).
     """
 
     name: str
@@ -38,6 +40,7 @@ class TaskSpec:
     degrade: str | None = None
     params: dict = field(default_factory=dict)
     paired: list[str] = field(default_factory=list)
+    teacher_weight: float | None = None
 
 
 IDENTITY = "none"
@@ -142,6 +145,8 @@ def _tasks(items, where: str) -> list[TaskSpec]:
             raise ConfigError(f"{where}[{i}] ({spec.name}): degrade 'none' takes no params")
         if spec.weight <= 0:
             raise ConfigError(f"{where}[{i}] ({spec.name}): weight must be > 0")
+        if spec.teacher_weight is not None and not spec.teacher_weight >= 0:
+            raise ConfigError(f"{where}[{i}] ({spec.name}): teacher_weight must be >= 0")
         out.append(spec)
     return out
 
@@ -196,6 +201,11 @@ def build_config(path: str | os.PathLike | None, overrides: list[str] | None = N
             raise ConfigError(f"{name} must be >= 1")
     if cfg.teacher_weight < 0 or bool(cfg.teacher) != (cfg.teacher_weight > 0):
         raise ConfigError("teacher and teacher_weight > 0 go together (distillation from a trained model)")
+    per_task = [t.name for t in cfg.tasks if t.teacher_weight is not None]
+    if per_task and not cfg.teacher:
+        raise ConfigError(f"task(s) {', '.join(per_task)} set teacher_weight but the config has no teacher")
+    if any(t.teacher_weight is not None for t in cfg.val_tasks):
+        raise ConfigError("validation tasks take no teacher_weight (validation scores the EMA model alone)")
     if not 0 <= cfg.start_iteration < cfg.iterations:
         raise ConfigError(f"start_iteration {cfg.start_iteration} must be >= 0 and below iterations {cfg.iterations}")
     return cfg

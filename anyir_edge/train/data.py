@@ -109,7 +109,15 @@ class TrainDataset(Dataset):
     def __len__(self) -> int:
         return 2**62
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def teacher_weight(self, task: _Task) -> float:
+        """The weight of the teacher's L1 term for ``task``'s samples (0 without a teacher)."""
+        if not self.cfg.teacher:
+            return 0.0
+        w = task.spec.teacher_weight
+        return float(self.cfg.teacher_weight if w is None else w)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(degraded, clean, the sample's teacher weight: :meth:`teacher_weight`)."""
         rng = np.random.default_rng([self.cfg.seed, int(index)])
         task = self.tasks[int(rng.choice(len(self.tasks), p=self.probs))]
         lq, gt, name = task.pairs[int(rng.integers(len(task.pairs)))]
@@ -117,7 +125,8 @@ class TrainDataset(Dataset):
         crops = _crop(rng, self.cfg.crop, gt) if lq is None else _crop(rng, self.cfg.crop, lq, gt)
         item = (None, crops[0], name) if lq is None else (crops[0], crops[1], name)
         lq_f, gt_f = _degraded_pair(task, item, rng)
-        return _to_tensor(_augment(mode, lq_f)), _to_tensor(_augment(mode, gt_f))
+        return (_to_tensor(_augment(mode, lq_f)), _to_tensor(_augment(mode, gt_f)),
+                torch.tensor(self.teacher_weight(task), dtype=torch.float32))
 
 
 class IterationSampler(Sampler):

@@ -259,7 +259,9 @@ class Trainer:
             for be, bm in zip(self.ema.buffers(), self.model.buffers()):
                 be.copy_(bm)
 
-    def step(self, lq: torch.Tensor, gt: torch.Tensor) -> float:
+    def step(self, lq: torch.Tensor, gt: torch.Tensor, teacher_w: torch.Tensor | None = None) -> float:
+        """One optimiser step on a batch; ``teacher_w``: each sample's weight of the teacher's L1
+        term (default: the config's ``teacher_weight`` for all)."""
         cfg = self.cfg
         for g in self.opt.param_groups:
             g["lr"] = lr_at(cfg, self.iteration)
@@ -268,9 +270,7 @@ class Trainer:
             pred = self.net(lq)
             loss = F.l1_loss(pred.float(), gt)
             if self.teacher is not None:
-                with torch.no_grad():
-                    target = self.teacher(lq).float()
-                loss = loss + cfg.teacher_weight * F.l1_loss(pred.float(), target)
+                loss = loss + self._distillation(pred.float(), lq, teacher_w)
             if cfg.fft_loss_weight:
                 loss = loss + cfg.fft_loss_weight * fft_loss(pred, gt)
         self.opt.zero_grad(set_to_none=True)
@@ -283,6 +283,23 @@ class Trainer:
         self._ema_update()
         self.iteration += 1
         return loss.item()
+
+    def _distillation(self, pred: torch.Tensor, lq: torch.Tensor, teacher_w: torch.Tensor | None) -> torch.Tensor:
+        """The teacher's L1 term: ``teacher_weight * L1(pred, teacher(lq))`` when every sample has
+        the config's weight; otherwise each sample's L1 weighted by its own and averaged over the
+        batch, the teacher run only on samples whose weight is not 0."""
+        w = teacher_w.to(pred.device).float() if teacher_w is not None else None
+        if w is None or bool((w == self.cfg.teacher_weight).all()):
+            with torch.no_grad():
+                target = self.teacher(lq).float()
+            return self.cfg.teacher_weight * F.l1_loss(pred, target)
+        used = (w > 0).nonzero().flatten()
+        if not len(used):
+            return pred.new_zeros(())
+        with torch.no_grad():
+            target = self.teacher(lq[used]).float()
+        per_sample = (pred[used] - target).abs().flatten(1).mean(dim=1)
+        return (w[used] * per_sample).sum() / len(w)
 
     def fit(self, max_iterations: int | None = None) -> dict:
         """Train until ``cfg.iterations`` (or ``max_iterations`` more); returns the last stats."""
@@ -301,8 +318,8 @@ class Trainer:
         stats: dict = {"iteration": self.iteration}
         t0, losses = time.time(), []
         try:
-            for lq, gt in loader:
-                losses.append(self.step(lq, gt))
+            for lq, gt, teacher_w in loader:
+                losses.append(self.step(lq, gt, teacher_w))
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr_at(cfg, self.iteration):.2e}")
