@@ -135,8 +135,9 @@ def convert(model, fft: str, max_side: int, meta: dict[str, str], out: Path, hal
                 skip_model_load=True, package_dir=str(tmp))
         except Exception as e:
             raise ExportError(f"Core ML conversion failed ({type(e).__name__}: {first_line(e)})") from None
+    log(f"writing {out.name} with the engine contract's metadata ...")
+    with quiet():
         try:
-            log(f"writing {out.name} with the engine contract's metadata ...")
             from .. import __version__
 
             for k, v in meta.items():
