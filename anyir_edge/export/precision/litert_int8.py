@@ -24,6 +24,7 @@ import torch
 
 from ... import artifact
 from ..formats import ExportError
+from ..litert_export import TARGET, convert_signatures
 from .pt2e_int8 import SCHEME, Pt2eQuantizer, _is_conv, conv_key
 
 #: the TFLite ops that run each kind of convolution (``aten.conv2d``, ``aten.conv_transpose2d``)
@@ -36,7 +37,7 @@ def _kind(n) -> str:
 
 class LiteRTQuantizer(Pt2eQuantizer):
     backend = "LiteRT"
-    mobile_target = "litert"
+    mobile_target = TARGET
     suffix = ".tflite"
     report_key = "ops"
     fold_quantize = False
@@ -51,7 +52,6 @@ class LiteRTQuantizer(Pt2eQuantizer):
     def build(self, float_convs: list[str], extra_meta: dict[str, str] | None = None) -> tuple[bytes, dict]:
         """(``.tflite`` bytes, :func:`~anyir_edge.export.litert_export.op_report` with ``declined``)
         with ``float_convs`` left float."""
-        from ..litert_export import convert_signatures
         from ..mobile_export import quiet
 
         with quiet():  # TensorFlow's import-time log lines

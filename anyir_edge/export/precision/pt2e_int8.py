@@ -199,17 +199,17 @@ class Pt2eQuantizer:
         subset of the same tensors."""
         from ..mobile_export import quiet
 
-        with quiet():  # torchao's import-time log lines
+        with quiet():  # torchao's import-time log lines and prepare_pt2e's warnings
             from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                                  get_symmetric_quantization_config)
             from torchao.quantization.pt2e import move_exported_model_to_eval
             from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-        quantizer.set_filter_function(lambda n: n.op != "call_function" or (_is_conv(n) and conv_key(n) not in keep))
-        h, w = self.sizes[name]
-        with quiet():
+            quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+            quantizer.set_filter_function(
+                lambda n: n.op != "call_function" or (_is_conv(n) and conv_key(n) not in keep))
             m = prepare_pt2e(copy.deepcopy(self.modules[name]), quantizer)
+        h, w = self.sizes[name]
         observers = _observers(m)
         stats = self._stats.get(name)
         if observers is not None and stats is not None and set(observers) <= set(stats):
