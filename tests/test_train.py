@@ -173,9 +173,14 @@ def test_loss_decreases_and_resume_is_bit_exact(data_root, tmp_path):
     part = Trainer(_cfg(data_root, tmp_path / "part", iterations=12, lr=2e-3), progress=False)
     part.fit(max_iterations=5)
     assert part.iteration == 5
+    # a run killed after logging iteration 8 but before its next checkpoint: those rows go on resume
+    with (tmp_path / "part" / "log.csv").open("a") as f:
+        f.write("0,8,0.5,0.001,1.0" + "," * (log[0].count(",") - 4) + "\n")
     resumed = Trainer(_cfg(data_root, tmp_path / "part", iterations=12, lr=2e-3), resume=True, progress=False)
     assert resumed.iteration == 5
     resumed.fit()
+    iters = [int(r.split(",")[1]) for r in (tmp_path / "part" / "log.csv").read_text().splitlines()[1:]]
+    assert iters == sorted(set(iters)) and 8 in iters and iters[-1] == 12, iters
     for k, v in full.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
     for k, v in full.ema.state_dict().items():

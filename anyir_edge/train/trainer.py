@@ -205,6 +205,23 @@ class Trainer:
         self.iteration = int(st["iteration"])
         torch.set_rng_state(st["rng"]["torch"].cpu())
         random.setstate((3, tuple(st["rng"]["python"]), None))
+        self._trim_log()
+
+    def _trim_log(self) -> None:
+        """Drop log rows written after the checkpoint being resumed (a run killed between two
+        checkpoints logged iterations it will now run again; without this they appear twice)."""
+        path = self.out / "log.csv"
+        if not path.is_file():
+            return
+        with path.open(newline="") as f:
+            r = csv.DictReader(f)
+            fields, rows = r.fieldnames, list(r)
+        keep = [row for row in rows if not row.get("iteration") or int(float(row["iteration"])) <= self.iteration]
+        if fields and len(keep) < len(rows):
+            with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields, restval="")
+                w.writeheader()
+                w.writerows(keep)
 
     # ---------------------------------------------------------------- loop
     def _on_signal(self, signum, frame) -> None:
