@@ -327,6 +327,38 @@ def test_ddp_gloo_matches_single_process(data_root, tmp_path):
         torch.testing.assert_close(grads[2][k], v, rtol=1e-4, atol=1e-6, msg=k)
 
 
+STOP_SCRIPT = r"""
+import sys, torch, torch.distributed as dist
+sys.path.insert(0, {root!r})
+from tests.test_train import _cfg
+from pathlib import Path
+from anyir_edge.train.trainer import Trainer
+torch.set_num_threads(1)
+t = Trainer(_cfg(Path({data!r}), Path({out!r}), iterations=6), progress=False)
+t._stop = t.rank == 1  # as if Ctrl-C had reached rank 1 only
+t.fit()
+print("rank", t.rank, "stopped at", t.iteration)
+dist.destroy_process_group()
+"""
+
+
+def test_ddp_stop_on_one_rank_stops_every_rank(data_root, tmp_path):
+    """A stop request seen by one rank ends every rank after the same iteration, with the state
+    saved there (without the agreement rank 0 waits for rank 1 in the next all-reduce)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script, out = tmp_path / "stop.py", tmp_path / "stop"
+    script.write_text(STOP_SCRIPT.format(root=root, data=str(data_root), out=str(out)))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={port}", str(script)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(r.stdout.split("\n"))[-2:] == ["rank 0 stopped at 1", "rank 1 stopped at 1"], r.stdout
+    assert torch.load(out / "last.pt", weights_only=True)["iteration"] == 1
+
+
 def test_distillation_adds_the_teachers_l1(data_root, tmp_path):
     """loss = L1(pred, clean) + teacher_weight * L1(pred, teacher(degraded)); the teacher is frozen."""
     import anyir_edge

@@ -318,6 +318,14 @@ class Trainer:
         per_sample = (pred[used] - target).abs().flatten(1).mean(dim=1)
         return (w[used] * per_sample).sum() / len(w)
 
+    def _any_rank(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is on any: a Ctrl-C / SIGTERM that reaches one rank
+        between two iterations then stops them all after the same one (otherwise the others wait
+        for it in the next gradient all-reduce)."""
+        t = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
     def fit(self, max_iterations: int | None = None) -> dict:
         """Train until ``cfg.iterations`` (or ``max_iterations`` more); returns the last stats."""
         cfg = self.cfg
@@ -337,6 +345,8 @@ class Trainer:
         try:
             for lq, gt, teacher_w in loader:
                 losses.append(self.step(lq, gt, teacher_w))
+                if self.distributed:
+                    self._stop = self._any_rank(self._stop)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{losses[-1]:.4f}", lr=f"{lr_at(cfg, self.iteration):.2e}")
