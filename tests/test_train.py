@@ -39,6 +39,11 @@ def data_root(tmp_path):
 
 
 def _cfg(data_root, out, model="anyir-tiny", **kw):
+    return build_config(*_cfg_args(data_root, out, model, **kw))
+
+
+def _cfg_args(data_root, out, model="anyir-tiny", **kw):
+    """The test config as (YAML file, KEY=VALUE overrides), as the CLI takes them."""
     cfg_yaml = out.parent / f"{out.name}.yaml"
     cfg_yaml.write_text(
         f"model: {model}\n"
@@ -53,7 +58,7 @@ def _cfg(data_root, out, model="anyir-tiny", **kw):
     base = {"crop": 24, "batch_size": 4, "iterations": 8, "warmup": 2, "lr": 1e-3, "ckpt_every": 100,
             "val_every": 4, "log_every": 2, "val_crop": 32, "val_images": 2, "out": str(out), "threads": 1}
     base.update(kw)
-    return build_config(cfg_yaml, [f"{k}={v}" for k, v in base.items()])
+    return cfg_yaml, [f"{k}={v}" for k, v in base.items()]
 
 
 def test_config_errors(tmp_path):
@@ -357,6 +362,30 @@ def test_ddp_stop_on_one_rank_stops_every_rank(data_root, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert sorted(r.stdout.split("\n"))[-2:] == ["rank 0 stopped at 1", "rank 1 stopped at 1"], r.stdout
     assert torch.load(out / "last.pt", weights_only=True)["iteration"] == 1
+
+
+def test_cli_processes_trains_as_ranks_and_fails_in_one_line(data_root, tmp_path):
+    """``anyir-train --processes 2``: two ranks train one run (one set of logs, one state), a
+    batch that does not divide is refused before any rank starts, and a rank's error is one line
+    once (not the launcher's traceback, not once per rank)."""
+    from anyir_edge.cli.train import _without_processes
+
+    assert _without_processes(["--config", "c", "--processes", "2", "--set", "a=1", "--processes=3"]) == \
+        ["--config", "c", "--set", "a=1"]
+    yaml, sets = _cfg_args(data_root, tmp_path / "run", iterations=4, threads=0)
+    cli = ["anyir-train", "--config", str(yaml), *[a for s in sets for a in ("--set", s)], "--no-progress"]
+    r = subprocess.run(cli + ["--processes", "3"], capture_output=True, text=True)
+    assert r.returncode == 2 and "batch_size 4 does not divide into 3 processes" in r.stderr
+    assert r.stderr.strip().count("\n") == 0
+    r = subprocess.run(cli + ["--processes", "2", "--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr.count("nothing to resume") == 1, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "run" / "last.pt").exists()
+    r = subprocess.run(cli + ["--processes", "2"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("anyir-train: stopped at iteration 4") == 1, r.stdout
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["iteration"] == 4
+    with (tmp_path / "run" / "log.csv").open() as f:
+        assert [int(row.split(",")[1]) for row in list(f)[1:]] == [2, 4]
 
 
 def test_distillation_adds_the_teachers_l1(data_root, tmp_path):
