@@ -29,6 +29,13 @@ OpenVINO rows reuse ONNX Runtime's FLOP and byte counts per class (same graph, s
 OpenVINO's own times.  What the machine can do, measured once per thread count in the same run:
 float32 GEMM peak (1024^2 matmul) and memory bandwidth (a 64 MiB element-wise add, 3 x 64 MiB
 moved).  Writes OUT.json and OUT.md.
+
+Each table also gives the **bound for this graph** (issue #21's "which part of the gap is
+memory-bound"): convolutions and matmuls at the GEMM peak, every other node's bytes (views such as
+Reshape excluded) at the bandwidth of an element-wise add on tensors the size of this image's
+largest activation (``dim x H x W``: in cache at small sizes, in memory at large ones), measured at
+the same thread count.  Better kernels cannot take the graph below that bound; only fewer nodes or
+fewer bytes can.  Its "% of GEMM peak at best" is the ceiling the done-when figure is read against.
 """
 from __future__ import annotations
 
@@ -55,6 +62,8 @@ _COPY = {"Reshape", "Transpose", "Concat", "Slice", "Split", "Gather", "Unsqueez
          "Shape", "Range", "Identity", "Cast", "Tile", "Pad", "VariadicSplit", "Broadcast", "ShapeOf", "Convert",
          "StridedSlice", "GatherElements", "ScatterND", "Constant", "Parameter", "Result"}
 _REDUCE = {"ReduceMean", "ReduceL2", "ReduceSum", "Softmax", "SoftMax", "ReduceMax"}
+# nodes a runtime may run without moving their data (a view of the input): no bytes in the bound
+_ALIAS = {"Reshape", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Shape", "Constant"}
 
 
 def _bytes(shapes) -> int:
@@ -118,7 +127,7 @@ def profile_ort(onnx_path: Path, x: np.ndarray, threads: int, runs: int, workdir
     events = json.loads(Path(sess.end_profiling()).read_text())
     runs_ev = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
     start = runs_ev[1]["ts"] if len(runs_ev) > 1 else 0  # skip the warm-up run
-    per = collections.defaultdict(lambda: {"us": 0.0, "flops": 0.0, "bytes": 0.0, "nodes": 0})
+    per = collections.defaultdict(lambda: {"us": 0.0, "flops": 0.0, "bytes": 0.0, "moved": 0.0, "nodes": 0})
     for e in events:
         if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time") or e["ts"] < start:
             continue
@@ -128,6 +137,8 @@ def profile_ort(onnx_path: Path, x: np.ndarray, threads: int, runs: int, workdir
         per[c]["us"] += e["dur"] / runs
         per[c]["flops"] += flops_ort(a["op_name"], ins, outs) / runs
         per[c]["bytes"] += (_bytes(ins) + _bytes(outs)) / runs
+        if a["op_name"] not in _ALIAS:
+            per[c]["moved"] += (_bytes(ins) + _bytes(outs)) / runs
         per[c]["nodes"] += 1 / runs
     return {"wall_ms": statistics.median(walls) * 1000, "classes": dict(per)}
 
@@ -212,6 +223,43 @@ def machine_limits(threads: int) -> dict:
     return {"gemm_gflops": gemm, "bandwidth_gbs": bw}
 
 
+def stream_bandwidth(threads: int, floats: int) -> float:
+    """GB/s of an element-wise add whose three tensors hold ``floats`` float32 each: what any
+    element-wise node on activations of that size can move at best (from cache when they fit,
+    from memory when not)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    u, v, w = torch.rand(floats), torch.rand(floats), torch.empty(floats)
+    reps = max(15, min(2000, int(2e9 // (12 * floats))))  # ~2 GB moved per measurement
+    for _ in range(3):
+        torch.add(u, v, out=w)
+    ts = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            torch.add(u, v, out=w)
+        ts.append((time.perf_counter() - t0) / reps)
+    return 3 * 4 * floats / statistics.median(ts) / 1e9
+
+
+def roofline(rec: dict, gemm_gflops: float, bandwidth_gbs: float) -> dict:
+    """The fastest this graph could run on this machine, per class: convolutions and matmuls at
+    the GEMM peak (or at the bandwidth, if their bytes take longer), every other class's bytes at
+    ``bandwidth_gbs`` (views excluded), nodes with neither at 0.  An upper bound on what better
+    kernels could give the same graph; only removing nodes or bytes goes past it."""
+    bound = {}
+    for c, v in rec["classes"].items():
+        t_mem = v.get("moved", v.get("bytes", 0.0)) / (bandwidth_gbs * 1e9)
+        t_fl = v.get("flops", 0.0) / (gemm_gflops * 1e9) if c in COMPUTE else 0.0
+        bound[c] = max(t_mem, t_fl) * 1000
+    total_ms = sum(bound.values())
+    flops = sum(v.get("flops", 0.0) for v in rec["classes"].values())
+    mem_ms = sum(ms for c, ms in bound.items() if c not in COMPUTE)
+    return {"classes_ms": bound, "total_ms": total_ms, "memory_ms": mem_ms,
+            "peak_pct": 100 * flops / (total_ms / 1000) / 1e9 / gemm_gflops if total_ms else 0.0}
+
+
 def export_engine(name: str, workdir: Path) -> Path:
     from anyir_edge.bench import random_model
     from anyir_edge.export import export
@@ -224,9 +272,17 @@ def table(rec: dict, limits: dict) -> list[str]:
     total = sum(v["us"] for v in rec["classes"].values()) or 1.0
     lines = [f"#### {rec['model']}, {rec['runtime']}, {rec['size']}x{rec['size']}, {rec['threads']} thread(s): "
              f"{rec['wall_ms']:.0f} ms per image (median), {rec['gflops']:.1f} GFLOP/s overall = "
-             f"{100 * rec['gflops'] / limits['gemm_gflops']:.0f} % of GEMM peak", "",
-             "| class | ms | % time | nodes | GFLOP | GFLOP/s | % GEMM peak | GB moved | GB/s | % bandwidth |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"{100 * rec['gflops'] / limits['gemm_gflops']:.0f} % of GEMM peak", ""]
+    roof = rec.get("roofline")
+    if roof:
+        lines += [f"Bound for this graph (convolutions at the GEMM peak, other bytes at "
+                  f"{rec['activation_gbs']:.1f} GB/s, an element-wise add on tensors of this image's "
+                  f"largest activation): {roof['total_ms']:.0f} ms, of which {roof['memory_ms']:.0f} ms moving "
+                  f"bytes = **{roof['peak_pct']:.0f} % of GEMM peak at best**; the node times sum to "
+                  f"{total / 1000:.0f} ms.", ""]
+    lines += ["| class | ms | bound ms | % time | nodes | GFLOP | GFLOP/s | % GEMM peak | GB moved | GB/s | % bandwidth |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    bound = (roof or {}).get("classes_ms", {})
     for c in CLASSES:
         v = rec["classes"].get(c)
         if not v or v["us"] <= 0:
@@ -234,14 +290,15 @@ def table(rec: dict, limits: dict) -> list[str]:
         s = v["us"] / 1e6
         fl, by = v.get("flops", 0.0), v.get("bytes", 0.0)
         comp = c in COMPUTE and fl > 0
-        lines.append(f"| {c} | {v['us'] / 1000:.1f} | {100 * v['us'] / total:.1f} | {v['nodes']:.0f} "
+        b = f"{bound[c]:.1f}" if c in bound else "-"
+        lines.append(f"| {c} | {v['us'] / 1000:.1f} | {b} | {100 * v['us'] / total:.1f} | {v['nodes']:.0f} "
                      f"| {fl / 1e9:.2f} | {fl / s / 1e9:.1f} | {100 * fl / s / 1e9 / limits['gemm_gflops']:.0f} "
                      f"| {by / 1e9:.3f} | {by / s / 1e9:.1f} | {100 * by / s / 1e9 / limits['bandwidth_gbs']:.0f} |"
                      if comp else
-                     f"| {c} | {v['us'] / 1000:.1f} | {100 * v['us'] / total:.1f} | {v['nodes']:.0f} | - | - | - "
+                     f"| {c} | {v['us'] / 1000:.1f} | {b} | {100 * v['us'] / total:.1f} | {v['nodes']:.0f} | - | - | - "
                      f"| {by / 1e9:.3f} | {by / s / 1e9:.1f} | {100 * by / s / 1e9 / limits['bandwidth_gbs']:.0f} |"
                      if by else
-                     f"| {c} | {v['us'] / 1000:.1f} | {100 * v['us'] / total:.1f} | {v['nodes']:.0f} | - | - | - | - | - | - |")
+                     f"| {c} | {v['us'] / 1000:.1f} | {b} | {100 * v['us'] / total:.1f} | {v['nodes']:.0f} | - | - | - | - | - | - |")
     return lines + [""]
 
 
@@ -266,23 +323,31 @@ def main(argv=None) -> int:
         for name in args.models.split(","):
             print(f"profile_ops: exporting {name} ...", file=sys.stderr)
             onnx_path = export_engine(name, work)
+            from anyir_edge.bench import random_model
+
+            width = getattr(random_model(name).config, "dim", 48)  # the largest activation: dim x H x W
             for size in args.sizes:
                 x = bench_input(size)
                 for t in args.threads:
+                    act_gbs = stream_bandwidth(t, width * size * size)
                     ort_rec = profile_ort(onnx_path, x, t, args.runs, work)
                     flops = {c: v["flops"] for c, v in ort_rec["classes"].items()}
                     nbytes = {c: v["bytes"] for c, v in ort_rec["classes"].items()}
+                    moved = {c: v["moved"] for c, v in ort_rec["classes"].items()}
                     total_flops = sum(flops.values())
                     for rt in runtimes:
                         rec = ort_rec if rt == "onnxruntime" else profile_ov(onnx_path, x, t, args.runs)
                         if rt != "onnxruntime":
                             for c, v in rec["classes"].items():  # the same graph's work, this runtime's time
                                 v["flops"], v["bytes"] = flops.get(c, 0.0), nbytes.get(c, 0.0)
+                                v["moved"] = moved.get(c, 0.0)
                         rec = {"model": name, "runtime": rt, "size": size, "threads": t, **rec,
-                               "gflops": total_flops / (rec["wall_ms"] / 1000) / 1e9}
+                               "gflops": total_flops / (rec["wall_ms"] / 1000) / 1e9, "activation_gbs": act_gbs}
+                        rec["roofline"] = roofline(rec, limits[t]["gemm_gflops"], act_gbs)
                         records.append(rec)
                         print(f"  {name} {rt} {size} {t}t: {rec['wall_ms']:.0f} ms, "
-                              f"{100 * rec['gflops'] / limits[t]['gemm_gflops']:.0f} % of GEMM peak", file=sys.stderr)
+                              f"{100 * rec['gflops'] / limits[t]['gemm_gflops']:.0f} % of GEMM peak (at best "
+                              f"{rec['roofline']['peak_pct']:.0f} % for this graph)", file=sys.stderr)
     env = {"cpu": cpu_info()["model"], "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "limits": limits, "command": "python benchmarks/profile_ops.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     out = {"environment": env, "records": records}
