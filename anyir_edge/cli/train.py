@@ -26,8 +26,8 @@ Any config key can be overridden with --set KEY=VALUE (values parsed as YAML).""
 
 def main(argv: list[str] | None = None) -> int:
     ap = ArgumentParser(prog="anyir-train", description="Train an AnyIR model (PromptIR protocol defaults).",
-                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
-                          allow_abbrev=False)  # each rank's command line drops --processes by its full name
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                        allow_abbrev=False)  # each rank's command line drops --processes by its full name
     ap.add_argument("--config", help="YAML training config (see anyir_edge/configs/)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key (repeatable)")
@@ -104,8 +104,6 @@ def _without_processes(argv: list[str]) -> list[str]:
 
 
 if __name__ == "__main__":
-    import sys
-
     from . import run
 
     sys.exit(run("anyir-train", main))

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -80,8 +81,6 @@ def _wait(procs: list[subprocess.Popen]) -> list[int]:
     """Wait for every rank.  Once one fails the others usually fail on their own (the same bad
     input) or lose their peer; after 10 s they get SIGTERM (save and exit), after 70 s SIGKILL
     (a rank blocked in an all-reduce with a dead peer may never return)."""
-    import time
-
     failed_at = None
     termed = False
     while any(p.poll() is None for p in procs):

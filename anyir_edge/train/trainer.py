@@ -63,6 +63,14 @@ def _atomic_torch_save(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def _rewrite_log(path: Path, fields: list[str], rows: list[dict]) -> None:
+    """Replace the CSV log at ``path`` with ``rows`` under ``fields`` (atomically)."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
+        w.writeheader()
+        w.writerows(rows)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True, device: str | None = None,
                  init_from: str | os.PathLike | None = None):
@@ -211,17 +219,14 @@ class Trainer:
         """Drop log rows written after the checkpoint being resumed (a run killed between two
         checkpoints logged iterations it will now run again; without this they appear twice)."""
         path = self.out / "log.csv"
-        if not path.is_file():
+        if not self.is_main or not path.is_file():
             return
         with path.open(newline="") as f:
             r = csv.DictReader(f)
             fields, rows = r.fieldnames, list(r)
         keep = [row for row in rows if not row.get("iteration") or int(float(row["iteration"])) <= self.iteration]
         if fields and len(keep) < len(rows):
-            with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=fields, restval="")
-                w.writeheader()
-                w.writerows(keep)
+            _rewrite_log(path, fields, keep)
 
     # ---------------------------------------------------------------- loop
     def _on_signal(self, signum, frame) -> None:
@@ -254,10 +259,7 @@ class Trainer:
                 fields = fields + [c for c in old if c not in fields]
                 with path.open(newline="") as f:
                     rows = list(csv.DictReader(f))
-                with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=fields, restval="")
-                    w.writeheader()
-                    w.writerows(rows)
+                _rewrite_log(path, fields, rows)
             elif old:
                 fields = old
         new = not path.exists() or path.stat().st_size == 0
