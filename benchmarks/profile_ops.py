@@ -201,26 +201,10 @@ def profile_ov(onnx_path: Path, x: np.ndarray, threads: int, runs: int) -> dict:
 
 def machine_limits(threads: int) -> dict:
     """float32 GEMM GFLOP/s and element-wise memory bandwidth GB/s at ``threads`` (medians)."""
-    import torch
-
     from anyir_edge.bench.worker import gemm_peak  # the same measurement anyir-bench reports
 
     gemm = gemm_peak({"threads": threads, "size": 1024, "warmup": 3, "runs": 15})["gflops"]
-    n = 16 * 2**20  # 64 MiB of float32
-    u, v, w = torch.rand(n), torch.rand(n), torch.empty(n)
-
-    def med(fn, reps):
-        for _ in range(3):
-            fn()
-        ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-        return statistics.median(ts)
-
-    bw = 3 * 4 * n / med(lambda: torch.add(u, v, out=w), 15) / 1e9
-    return {"gemm_gflops": gemm, "bandwidth_gbs": bw}
+    return {"gemm_gflops": gemm, "bandwidth_gbs": stream_bandwidth(threads, 16 * 2**20)}  # 64 MiB tensors
 
 
 def stream_bandwidth(threads: int, floats: int) -> float:
@@ -260,12 +244,10 @@ def roofline(rec: dict, gemm_gflops: float, bandwidth_gbs: float) -> dict:
             "peak_pct": 100 * flops / (total_ms / 1000) / 1e9 / gemm_gflops if total_ms else 0.0}
 
 
-def export_engine(name: str, workdir: Path) -> Path:
-    from anyir_edge.bench import random_model
+def export_engine(model, name: str, workdir: Path) -> Path:
     from anyir_edge.export import export
 
-    res = export(random_model(name), to="onnx", output=workdir / f"{name}.onnx", log=lambda m: None)
-    return res.path
+    return export(model, to="onnx", output=workdir / f"{name}.onnx", log=lambda m: None).path
 
 
 def table(rec: dict, limits: dict) -> list[str]:
@@ -312,7 +294,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "profile-ops",
                     help="writes OUT.json and OUT.md")
     args = ap.parse_args(argv)
-    from anyir_edge.bench import bench_input
+    from anyir_edge.bench import bench_input, random_model
     from anyir_edge.runtime.backends import cpu_info
 
     runtimes = args.runtimes.split(",")
@@ -322,10 +304,9 @@ def main(argv=None) -> int:
         work = Path(d)
         for name in args.models.split(","):
             print(f"profile_ops: exporting {name} ...", file=sys.stderr)
-            onnx_path = export_engine(name, work)
-            from anyir_edge.bench import random_model
-
-            width = getattr(random_model(name).config, "dim", 48)  # the largest activation: dim x H x W
+            model = random_model(name)
+            width = getattr(model.config, "dim", 48)  # the largest activation: dim x H x W
+            onnx_path = export_engine(model, name, work)
             for size in args.sizes:
                 x = bench_input(size)
                 for t in args.threads:

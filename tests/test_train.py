@@ -1,7 +1,6 @@
 """Training: config validation, loss goes down, bit-exact resume, DDP (gloo) == single process."""
 import dataclasses
 import os
-import socket
 import subprocess
 import sys
 
@@ -309,6 +308,14 @@ if dist.is_initialized(): dist.destroy_process_group()
 """
 
 
+def _torchrun(script, world: int, root: str) -> subprocess.CompletedProcess:
+    from anyir_edge.train.launch import free_port
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={world}", "--master_addr=127.0.0.1",
+           f"--master_port={free_port()}", str(script)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
+
+
 def test_ddp_gloo_matches_single_process(data_root, tmp_path):
     """DDP's gradients equal one process's on the global batch (the paper layout: it has no
     BatchNorm; the authors' layout's BatchNorm becomes SyncBatchNorm on CUDA, which torch does
@@ -320,12 +327,7 @@ def test_ddp_gloo_matches_single_process(data_root, tmp_path):
         out = tmp_path / f"ddp{world}"
         g = tmp_path / f"grads{world}.pt"
         script.write_text(DDP_SCRIPT.format(root=root, data=str(data_root), out=str(out), grads=str(g)))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={world}", "--master_addr=127.0.0.1",
-               f"--master_port={port}", str(script)]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
+        r = _torchrun(script, world, root)
         assert r.returncode == 0, r.stderr[-2000:]
         grads[world] = torch.load(g)
     for k, v in grads[1].items():
@@ -353,12 +355,7 @@ def test_ddp_stop_on_one_rank_stops_every_rank(data_root, tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     script, out = tmp_path / "stop.py", tmp_path / "stop"
     script.write_text(STOP_SCRIPT.format(root=root, data=str(data_root), out=str(out)))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={port}", str(script)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
+    r = _torchrun(script, 2, root)
     assert r.returncode == 0, r.stderr[-2000:]
     assert sorted(r.stdout.split("\n"))[-2:] == ["rank 0 stopped at 1", "rank 1 stopped at 1"], r.stdout
     assert torch.load(out / "last.pt", weights_only=True)["iteration"] == 1
