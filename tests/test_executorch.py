@@ -243,3 +243,24 @@ def test_a_program_without_metadata_runs_on_trust_with_a_warning(tmp_path):
     assert np.allclose(r.forward(x), 1.0) and r.backend.max_side is None
     with pytest.raises(EngineError, match="ExecuTorch failed"):  # its sizes are ExecuTorch's to check
         r.forward(np.zeros((1, 3, 32, 32), np.float32))
+
+
+@pytest.mark.parametrize("name", ["promptir-authors-d6", "moce-ir-authors-d4-spread"])
+def test_the_authors_promptir_and_moce_ir_lower_whole_to_xnnpack(name, tmp_path):
+    """The other architectures' mobile forms on ExecuTorch (the authors' golden fixtures, a static
+    method of 64 px): certified, and XNNPACK takes every convolution-side op: PromptIR's prompt
+    weights and MoCE-IR's frequency embedding once left a 2-D spatial mean on the portable
+    kernels (XNNPACK takes it only kept 4-D); MoCE-IR's expert routing (top-k, scatter, select on
+    a few numbers per image) stays there by design."""
+    from pathlib import Path
+
+    from anyir_edge.export.parity import parity_inputs
+
+    fixture = Path(__file__).parent / "fixtures" / f"{name}.ckpt"
+    res = export(str(fixture), to="executorch", output=str(tmp_path), threads=1,
+                 inputs=parity_inputs(max_side=128)[:2], sizes="64", log=lambda msg: None)
+    cert = res.certificate
+    assert cert["passed"] and cert["summary"]["psnr_min"] >= 60 and cert["deploy_form"] == "mobile"
+    outside = set(cert["delegation"]["ops_outside_delegate"])
+    routing = {"alias_copy", "full_like", "scatter.src", "select_copy.int", "topk"} if name.startswith("moce") else set()
+    assert outside <= {"view_copy"} | routing, outside

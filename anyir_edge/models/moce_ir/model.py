@@ -440,7 +440,8 @@ class FrequencyEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.high_conv(x).mean(dim=(-2, -1)))
+        # kept 4-D, then flattened: the form ExecuTorch's XNNPACK takes (global average pooling)
+        return self.mlp(self.high_conv(x).mean(dim=(2, 3), keepdim=True).flatten(1))
 
 
 class MoCEIR(RestorationNet):

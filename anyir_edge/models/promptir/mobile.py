@@ -61,7 +61,9 @@ class MobilePromptGen(nn.Module):
         self.linear_layer, self.conv3x3 = gen.linear_layer, gen.conv3x3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(self.linear_layer(x.mean(dim=(-2, -1))), dim=1)    # (1, L)
+        # keepdim, then flatten: XNNPACK's global average pooling takes only a 4-D mean over H, W
+        # kept as (1, C, 1, 1); without keepdim it stays on ExecuTorch's portable kernels
+        weights = torch.softmax(self.linear_layer(x.mean(dim=(2, 3), keepdim=True).flatten(1)), dim=1)  # (1, L)
         prompt = torch.mm(weights, self.prompts).reshape(self.shape)                # (1, P, S, S)
         if self.resize_matrices:
             ry = bilinear_matrix(torch.ones_like(x[:, :1, :, :1]), self.grid)                  # (1, 1, H, S)
