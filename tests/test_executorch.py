@@ -9,6 +9,7 @@ network is a small AnyIR (dim 8, one block per level; ``small_pte`` in conftest.
 takes a minute, not five.
 """
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ pytest.importorskip("executorch")
 
 from anyir_edge.errors import EngineError  # noqa: E402
 from anyir_edge.export import ExportError, export  # noqa: E402
+from anyir_edge.export.parity import parity_inputs  # noqa: E402
 from anyir_edge.runtime import Restorer  # noqa: E402
 from anyir_edge.runtime.errors import ImageError  # noqa: E402
 
@@ -252,10 +254,6 @@ def test_the_authors_promptir_and_moce_ir_lower_whole_to_xnnpack(name, tmp_path)
     weights and MoCE-IR's frequency embedding once left a 2-D spatial mean on the portable
     kernels (XNNPACK takes it only kept 4-D); MoCE-IR's expert routing (top-k, scatter, select on
     a few numbers per image) stays there by design."""
-    from pathlib import Path
-
-    from anyir_edge.export.parity import parity_inputs
-
     fixture = Path(__file__).parent / "fixtures" / f"{name}.ckpt"
     res = export(str(fixture), to="executorch", output=str(tmp_path), threads=1,
                  inputs=parity_inputs(max_side=128)[:2], sizes="64", log=lambda msg: None)
