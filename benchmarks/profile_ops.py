@@ -170,9 +170,10 @@ def profile_ov(onnx_path: Path, x: np.ndarray, threads: int, runs: int) -> dict:
     core = ov.Core()
     model = core.read_model(str(onnx_path))
     model.reshape({0: list(x.shape)})
-    # float32 as our backend runs it: on CPUs with AMX / AVX512-BF16 the plugin's default is bf16
-    cm = core.compile_model(model, "CPU", {"PERF_COUNT": True, "INFERENCE_NUM_THREADS": threads,
-                                           "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+    from anyir_edge.runtime.backends.openvino_backend import compile_config  # as our engines run
+
+    cm = core.compile_model(model, "CPU", {**compile_config("CPU", threads), "PERF_COUNT": True,
+                                           "PERFORMANCE_HINT": "LATENCY"})
     info = {}
     for op in cm.get_runtime_model().get_ops():
         ri = op.get_rt_info()

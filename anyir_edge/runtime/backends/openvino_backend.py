@@ -10,6 +10,16 @@ from ...errors import EngineError
 from .base import Backend, check_signature, physical_cores
 
 
+def compile_config(device: str, threads: int) -> dict:
+    """The plugin settings our engines run with on ``device`` (upper case): ``threads`` inference
+    threads and, on the CPU, float32 arithmetic (fp32 parity; on CPUs with AMX / AVX512-BF16 the
+    plugin's default is bf16; bf16/fp16 hints are issue #8)."""
+    cfg = {"INFERENCE_NUM_THREADS": threads}
+    if device == "CPU":
+        cfg["INFERENCE_PRECISION_HINT"] = "f32"
+    return cfg
+
+
 class OpenVINOBackend(Backend):
     """An OpenVINO IR (``.xml`` + ``.bin``) on the OpenVINO runtime (extra ``[openvino]``)."""
 
@@ -47,10 +57,8 @@ class OpenVINOBackend(Backend):
             return out
 
         check_signature(path, sig(model.inputs), sig(model.outputs), meta)
-        cfg = {"INFERENCE_NUM_THREADS": int(threads or physical_cores())}
         dev = (device or "CPU").upper()
-        if dev == "CPU":
-            cfg["INFERENCE_PRECISION_HINT"] = "f32"  # fp32 parity; bf16/fp16 hints are issue #8
+        cfg = compile_config(dev, int(threads or physical_cores()))
         try:
             self.compiled = core.compile_model(model, dev, cfg)
         except Exception as e:
