@@ -91,6 +91,69 @@ def test_config_base_file(tmp_path):
         build_config(tmp_path / "c.yaml")
 
 
+def test_config_task_overrides(tmp_path):
+    (tmp_path / "a.yaml").write_text(
+        "tasks:\n"
+        "  - {name: noise, clean: [x], degrade: noise, weight: 3}\n"
+        "  - {name: rain, clean: [x], degrade: rain, weight: 1, params: {rain: {density: 0.004}}}\n"
+        "  - {name: identity, clean: [x], degrade: none}\n"
+        "teacher: t\nteacher_weight: 1\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\ntask_overrides:\n  rain: {weight: 5, teacher_weight: 0}\n")
+    (tmp_path / "c.yaml").write_text("base: b.yaml\ntask_overrides: {noise: {weight: 9}}\n")
+    a, b, c = (build_config(tmp_path / f) for f in ("a.yaml", "b.yaml", "c.yaml"))
+    # by name, only the named fields, order and every other field kept
+    assert [t.name for t in b.tasks] == [t.name for t in a.tasks]
+    rain_a, rain_b = a.tasks[1], b.tasks[1]
+    assert (rain_b.weight, rain_b.teacher_weight, rain_b.params) == (5, 0, rain_a.params)
+    assert rain_a.teacher_weight is None and b.tasks[0] == a.tasks[0] and b.tasks[2] == a.tasks[2]
+    # overrides stack through a chain of bases: c keeps b's change and adds its own
+    assert [t.weight for t in c.tasks] == [9, 5, 1.0] and c.tasks[1].teacher_weight == 0
+    # and from the command line
+    d = build_config(tmp_path / "c.yaml", ["task_overrides={identity: {weight: 6}}"])
+    assert [t.weight for t in d.tasks] == [9, 5, 6]
+    # a file's own tasks replace its base's; its overrides then apply to them
+    (tmp_path / "e.yaml").write_text("base: b.yaml\ntasks: [{name: z, clean: [x], degrade: noise}]\n"
+                                     "task_overrides: {z: {weight: 2}}\n")
+    assert [(t.name, t.weight) for t in build_config(tmp_path / "e.yaml").tasks] == [("z", 2)]
+    bad = {"{nosie: {weight: 2}}": "no task named 'nosie' \\(did you mean 'noise'\\?\\)",
+           "{haze: {weight: 2}}": "no task named 'haze' \\(tasks: noise, rain, identity\\)",
+           "{noise: {wieght: 2}}": "unknown or fixed field\\(s\\) wieght",
+           "{noise: {name: other}}": "unknown or fixed field\\(s\\) name",
+           "{noise: 2}": "expected a mapping of the fields",
+           "[noise]": "expected a mapping from task name"}
+    for text, msg in bad.items():
+        (tmp_path / "f.yaml").write_text(f"base: a.yaml\ntask_overrides: {text}\n")
+        with pytest.raises(ConfigError, match=msg):
+            build_config(tmp_path / "f.yaml")
+    # validation after the merge still applies (weight must be > 0)
+    with pytest.raises(ConfigError, match="weight must be > 0"):
+        build_config(tmp_path / "a.yaml", ["task_overrides={rain: {weight: 0}}"])
+    (tmp_path / "g.yaml").write_text("task_overrides: {noise: {weight: 2}}\n")
+    with pytest.raises(ConfigError, match="no tasks to override"):
+        build_config(tmp_path / "g.yaml")
+
+
+def test_phase_configs_differ_from_their_base_as_documented():
+    """The scratch-rain phases state only what they change (task_overrides on their base)."""
+    root = os.path.join(os.path.dirname(__file__), "..", "anyir_edge", "configs")
+
+    def mix(name):
+        cfg = build_config(os.path.join(root, f"anyir-tiny-cpu-scratch-rain-{name}.yaml"))
+        return cfg, {t.name: (t.weight, t.teacher_weight) for t in cfg.tasks}
+
+    ft, m_ft = mix("ft160")
+    p7, m7 = mix("p7")
+    assert list(m7) == list(m_ft)  # the same nine tasks in the same order
+    assert m7["rain"] == (5, 0) and m7["rain_heavy"] == (3, 0) and m7["noise"] == (10, 0) and m7["haze"] == (4, None)
+    assert m7["identity"] == m_ft["identity"] == (6, None)
+    assert (p7.crop, p7.teacher, p7.val_tasks, p7.start_iteration) == (ft.crop, ft.teacher, ft.val_tasks, 27400)
+    prev = ft
+    for name in ("p3", "p4", "p5", "p6", "p7"):  # each phase starts where the one before it ended
+        cfg, _ = mix(name)
+        assert cfg.start_iteration == prev.iterations and cfg.out != prev.out and cfg.seed != prev.seed
+        prev = cfg
+
+
 def test_shipped_configs_parse():
     root = os.path.join(os.path.dirname(__file__), "..", "anyir_edge", "configs")
     p1 = build_config(os.path.join(root, "anyir-paper-tiny-cpu.yaml"))

@@ -17,11 +17,13 @@ EPILOG = """examples:
   anyir-train --config ... --init-from W.safetensors          # continue from it (fresh AdamW moments)
   anyir-train --config anyir_edge/configs/anyir-tiny-cpu-ft160.yaml --init-from W.safetensors
                                   # a later phase: 'base: FILE.yaml' plus its own keys, and a schedule
-                                  # (warm-up, cosine) that starts at its start_iteration
+                                  # (warm-up, cosine) that starts at its start_iteration;
+                                  # 'task_overrides: {rain: {weight: 5}}' changes its base's tasks by name
   anyir-train --config ... --processes 2         # two DDP ranks on this machine: on a 2-core CPU
                                                  # 1.8x one process (one thread each)
   torchrun --nproc_per_node 4 -m anyir_edge.cli.train --config ...   # multi-GPU (DDP), or several machines
-Any config key can be overridden with --set KEY=VALUE (values parsed as YAML)."""
+Any config key can be overridden with --set KEY=VALUE (values parsed as YAML), and tasks by name:
+  --set 'task_overrides={rain: {weight: 5, teacher_weight: 0}}'"""
 
 
 def main(argv: list[str] | None = None) -> int:

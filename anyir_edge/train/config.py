@@ -151,9 +151,38 @@ def _tasks(items, where: str) -> list[TaskSpec]:
     return out
 
 
+def _override_tasks(tasks, overrides, where: str) -> list:
+    """``tasks`` (a list of task mappings, as read) with ``overrides`` applied: a mapping from a
+    task's name to the fields that replace that task's (``{rain: {weight: 5}}``), so a later phase
+    restates only what it changes. Order is kept; a name that is not a task, or a field that is
+    not a task field, is an error. ``name`` cannot be overridden."""
+    if not overrides:
+        return tasks
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{where}: expected a mapping from task name to the fields to change")
+    if not isinstance(tasks, list):
+        raise ConfigError(f"{where}: there are no tasks to override (tasks: [...] in this file or its base)")
+    names = [t.get("name") for t in tasks if isinstance(t, dict)]
+    known = {f.name for f in dataclasses.fields(TaskSpec)} - {"name"}
+    for name, fields in overrides.items():
+        if name not in names:
+            near = difflib.get_close_matches(str(name), [str(n) for n in names], n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else f" (tasks: {', '.join(map(str, names))})"
+            raise ConfigError(f"{where}: no task named {name!r}{hint}")
+        if not isinstance(fields, dict) or not fields:
+            raise ConfigError(f"{where} ({name}): expected a mapping of the fields to change, e.g. {{weight: 2}}")
+        bad = set(fields) - known
+        if bad:
+            raise ConfigError(f"{where} ({name}): unknown or fixed field(s) {', '.join(sorted(map(str, bad)))}")
+    return [{**t, **overrides[t["name"]]} if isinstance(t, dict) and t.get("name") in overrides else t
+            for t in tasks]
+
+
 def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict:
     """A config file as a mapping; ``base: OTHER.yaml`` (relative to this file) is read first and
-    this file's keys replace its keys (a later training phase names the run it continues)."""
+    this file's keys replace its keys (a later training phase names the run it continues).
+    ``task_overrides`` changes fields of the tasks (this file's or, without ``tasks``, its base's)
+    by name; it applies at this file's level and is not passed on."""
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
     try:
@@ -163,12 +192,15 @@ def _read_yaml(p: Path, seen: tuple[Path, ...] = ()) -> dict:
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")
     base = raw.pop("base", None)
-    if base is None:
-        return raw
-    bp = (p.parent / str(base)).resolve()
-    if bp in seen or bp == p.resolve():
-        raise ConfigError(f"{p}: base {base} includes itself")
-    return {**_read_yaml(bp, seen + (p.resolve(),)), **raw}
+    task_overrides = raw.pop("task_overrides", None)
+    if base is not None:
+        bp = (p.parent / str(base)).resolve()
+        if bp in seen or bp == p.resolve():
+            raise ConfigError(f"{p}: base {base} includes itself")
+        raw = {**_read_yaml(bp, seen + (p.resolve(),)), **raw}
+    if task_overrides is not None:
+        raw["tasks"] = _override_tasks(raw.get("tasks"), task_overrides, f"{p}: task_overrides")
+    return raw
 
 
 def build_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> TrainConfig:
@@ -178,7 +210,11 @@ def build_config(path: str | os.PathLike | None, overrides: list[str] | None = N
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"override {item!r}: expected key=value")
-        raw[key.strip()] = yaml.safe_load(value)
+        key, parsed = key.strip(), yaml.safe_load(value)
+        if key == "task_overrides":  # on the command line too: task_overrides={rain: {weight: 5}}
+            raw["tasks"] = _override_tasks(raw.get("tasks"), parsed, f"override {item!r}")
+        else:
+            raw[key] = parsed
     defaults = TrainConfig()
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     kw = {}
