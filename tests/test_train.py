@@ -148,10 +148,12 @@ def test_phase_configs_differ_from_their_base_as_documented():
     assert m7["identity"] == m_ft["identity"] == (6, None)
     assert (p7.crop, p7.teacher, p7.val_tasks, p7.start_iteration) == (ft.crop, ft.teacher, ft.val_tasks, 27400)
     prev = ft
-    for name in ("p3", "p4", "p5", "p6", "p7"):  # each phase starts where the one before it ended
+    for name in ("p3", "p4", "p5", "p6", "p7", "p8", "p9"):  # each phase starts where the one before it ended
         cfg, _ = mix(name)
         assert cfg.start_iteration == prev.iterations and cfg.out != prev.out and cfg.seed != prev.seed
         prev = cfg
+    _, m9 = mix("p9")  # 224 px crops on phase 7's mix, after phase 8 weighed the real pairs up
+    assert m9 == m7 and mix("p8")[1]["rain_real"] == (6, 0) and prev.crop == 224 > p7.crop
 
 
 def test_shipped_configs_parse():
