@@ -44,6 +44,7 @@ class TaskSpec:
 
 
 IDENTITY = "none"
+_TASK_FIELDS = frozenset(f.name for f in dataclasses.fields(TaskSpec))
 
 
 @dataclass
@@ -128,12 +129,11 @@ def _coerce(name: str, value, default):
 def _tasks(items, where: str) -> list[TaskSpec]:
     if not isinstance(items, list):
         raise ConfigError(f"{where}: expected a list of tasks")
-    known = {f.name for f in dataclasses.fields(TaskSpec)}
     out = []
     for i, t in enumerate(items):
         if not isinstance(t, dict) or "name" not in t:
             raise ConfigError(f"{where}[{i}]: a task needs at least a name")
-        bad = set(t) - known
+        bad = set(t) - _TASK_FIELDS
         if bad:
             raise ConfigError(f"{where}[{i}] ({t['name']}): unknown field(s) {', '.join(sorted(bad))}")
         spec = TaskSpec(**t)
@@ -163,7 +163,7 @@ def _override_tasks(tasks, overrides, where: str) -> list:
     if not isinstance(tasks, list):
         raise ConfigError(f"{where}: there are no tasks to override (tasks: [...] in this file or its base)")
     names = [t.get("name") for t in tasks if isinstance(t, dict)]
-    known = {f.name for f in dataclasses.fields(TaskSpec)} - {"name"}
+    known = _TASK_FIELDS - {"name"}
     for name, fields in overrides.items():
         if name not in names:
             near = difflib.get_close_matches(str(name), [str(n) for n in names], n=1)
