@@ -6,7 +6,7 @@ VENV ?= .venv
 # CPU build of torch (local on the project machines); on a GPU machine set TORCH= to keep yours
 TORCH ?= torch==2.13.0
 # the shipped model the demo runs (anyir_edge.DEFAULT_MODEL)
-MODEL ?= anyir-paper-tiny
+MODEL ?= anyir-tiny
 BIN := $(VENV)/bin
 OUT ?= out
 

@@ -10,10 +10,10 @@ import importlib
 
 __version__ = "0.1.0"
 
-#: the model the commands use when none is given: the best trained weights shipped.  The
-#: authors' layout (anyir-tiny) takes this over once its CPU training meets the quality targets
-#: of anyir-paper-tiny (issue #18; benchmarks/training/README.md).
-DEFAULT_MODEL = "anyir-paper-tiny"
+#: the model the commands use when none is given: the best trained weights shipped, the
+#: authors' layout (issue #18; docs/model-card.md).  anyir-paper-tiny, our paper reading and
+#: its teacher, stays shipped as a named variant.
+DEFAULT_MODEL = "anyir-tiny"
 
 from .errors import AnyIRError, CheckpointError  # noqa: E402
 

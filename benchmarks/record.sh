@@ -13,7 +13,7 @@ cd "$ROOT"
 BIN="${BIN:-.venv/bin}"
 R=benchmarks/results
 THREADS="${THREADS:-2}"
-MODEL="${MODEL:-anyir-paper-tiny}"  # the shipped model the results describe (anyir_edge.DEFAULT_MODEL)
+MODEL="${MODEL:-anyir-tiny}"  # the shipped model the results describe (anyir_edge.DEFAULT_MODEL)
 steps=("$@")
 [[ ${#steps[@]} -gt 0 ]] || steps=(eval bench bench-full costs archs soak pad bench-precision cpp large precision)
 say() { echo "== record.sh: $* ($(date -u +%H:%M:%S))" >&2; }

@@ -9,7 +9,7 @@ from . import ArgumentParser, non_negative_int, positive_int
 
 EPILOG = """examples:
   anyir-bench --size 224                                  # the default shipped model, every backend, fp32
-  anyir-bench --model anyir-paper-tiny --sizes 224 512 --threads 2 --runs 7 \\
+  anyir-bench --model anyir-tiny --sizes 224 512 --threads 2 --runs 7 \\
       --json benchmarks/results/bench.json --markdown benchmarks/results/bench.md --plot benchmarks/results/bench.png
   anyir-bench --backends onnxruntime --data ../shared/data --task denoise25 --limit 10
   anyir-bench --fail-below 60                             # non-zero exit if any parity < 60 dB

@@ -10,7 +10,7 @@ from . import ArgumentParser, positive_int
 EPILOG = """sets: the names --sets lists (from the set registry), 'all', or a folder holding lq/ and gt/.
 'clean' feeds CBSD68's clean images: the model should leave them alone (input PSNR is infinite; set means count identical images as 100 dB, the average leaves 'clean' out).
 Data root: --data, else $ANYIR_DATA, else ../shared/data.
-example: anyir-eval --model anyir-paper-tiny --sets all --baseline nlm --json benchmarks/results/eval-anyir-paper-tiny.json"""
+example: anyir-eval --model anyir-tiny --sets all --baseline nlm --json benchmarks/results/eval-anyir-tiny.json"""
 
 
 def main(argv: list[str] | None = None) -> int:
