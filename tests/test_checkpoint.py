@@ -176,17 +176,15 @@ def test_the_shipped_weights_restore(name):
     dB, rain 17.9 -> 25.3, clean 43-46): a truncated, re-initialised or wrongly mapped weights
     file fails them. Full-set scores: docs/model-card.md. (Not the wood photo: bright and
     low-contrast, both models take it for haze; the card lists that limit.)"""
-    from pathlib import Path
-
     import cv2
     import numpy as np
 
     from anyir_edge import degradations as D
-    from anyir_edge.assets import __file__ as assets_init
+    from anyir_edge.export.parity import ASSETS_DIR
     from anyir_edge.metrics import psnr, quantize
 
     assert name in anyir_edge.shipped_weights()
-    clean = cv2.imread(str(Path(assets_init).parent / "kite_251x333.png"))[:248, :328, ::-1].astype(np.float32) / 255
+    clean = cv2.imread(str(ASSETS_DIR / "kite_251x333.png"))[:248, :328, ::-1].astype(np.float32) / 255
     m = load_model(name)
 
     def run(x):
