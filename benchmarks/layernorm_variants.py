@@ -1,64 +1,141 @@
 #!/usr/bin/env python3
-"""A rejected rewrite candidate (issue #21), kept so it can be re-measured on another CPU:
-channel LayerNorm as exported today (NCHW -> NHWC transpose, LayerNormalization, back) against
-two exact forms without the transposes: ReduceMean over the channel axis, and channel means as
-a 1 x C 1x1 convolution with weights 1/C.  ONNX Runtime, random weights, interleaved runs,
-median (5 at 224, 3 at 512).
+"""Issue #21: channel LayerNorm on ONNX Runtime, as exported today against exact forms without
+its transposes.  ``benchmarks/profile_ops.py`` found ONNX Runtime's LayerNormalization nodes
+*slower at 2 threads than at 1* on an Intel Xeon (anyir-tiny 512: 106 ms at 1 thread, 201 ms at
+2, 19 % of the 2-thread run; OpenVINO's take 39 ms), so every form is timed at both counts:
 
-    python benchmarks/layernorm_variants.py [MODEL=anyir] [THREADS=1]
+    layernorm     the CPU deploy form as shipped: NCHW -> NHWC Transpose, LayerNormalization,
+                  Transpose back (``anyir_edge.models.layers.LayerNorm2d``)
+    reducemean    mean and variance as ReduceMean over the channel axis, in NCHW
+    conv-mean     mean and variance as a C -> 1 1x1 convolution with weights 1/C
+                  (the phone form's ``ChannelNorm``), then the affine part
+    conv-mean-cc  the same as a C -> C 1x1 convolution (every output channel the mean): more
+                  MACs, but every tensor keeps C channels, which ONNX Runtime's NCHWc layout takes
+    reducemean-c<N  reducemean for the LayerNorms of fewer than N channels, the node for the rest
+                  (``ort_layernorm_threads.py``: the node's 2-thread loss is in its short rows)
 
-2026-12-02, AMD EPYC AVX2, anyir, 1 thread: ReduceMean 1.171x / 1.215x, conv means
-1.001x / 1.006x the LayerNormalization graph at 224 / 512 (max abs difference 1.9e-6): kept as is.
+Each is exported like ``anyir-export --to onnx`` (TorchScript trace with --fft fold, onnxsim)
+and run by ONNX Runtime at 224 and 512 on the benchmark photo crop; interleaved, median of N
+after a warm-up, in one process, one session per variant.  Every variant is exact up to float
+rounding (max abs difference to the shipped form printed).  Results:
+``benchmarks/results/layernorm-variants.{md,json}``.
+
+    python benchmarks/layernorm_variants.py --models anyir-tiny,anyir --threads 1 2 --runs 5
+
+2026-12-02, AMD EPYC AVX2, anyir, 1 thread (an earlier version of this script): reducemean
+1.171x / 1.215x, conv-mean 1.001x / 1.006x the shipped form at 224 / 512.
 """
-import copy, statistics, sys, tempfile, time
-import numpy as np, torch
-from torch import nn
+from __future__ import annotations
+
+import argparse
+import copy
+import tempfile
+import time
+from pathlib import Path
+
 import onnxruntime as ort
-from anyir_edge.bench import random_model, bench_input
-from anyir_edge.models.layers import LayerNorm2d
-from anyir_edge.models.deploy import replace_modules
-from anyir_edge.models import get_architecture
+import torch
+from torch import nn
+
+from _variants import chosen_variants, ort_runner, size_rows, started, timing_arguments, write_results
+from anyir_edge.bench import random_model
 from anyir_edge.export import onnx_export
+from anyir_edge.models.deploy import replace_modules
+from anyir_edge.models.layers import LayerNorm2d
+from anyir_edge.runtime.backends import cpu_info
 
-class LNReduce(nn.Module):
-    def __init__(self, ln):
-        super().__init__(); self.w = nn.Parameter(ln.weight.detach().view(1,-1,1,1).clone()); self.b = nn.Parameter(ln.bias.detach().view(1,-1,1,1).clone()); self.eps = ln.eps
-    def forward(self, x):
-        mu = x.mean(1, keepdim=True); d = x - mu
-        var = (d * d).mean(1, keepdim=True)
-        return d * torch.rsqrt(var + self.eps) * self.w + self.b
+VARIANTS = ("layernorm", "reducemean", "conv-mean", "conv-mean-cc", "reducemean-c<32", "reducemean-c<64")
+RESULTS = Path(__file__).parent / "results"
 
-class LNConv(nn.Module):
-    def __init__(self, ln):
-        super().__init__(); c = ln.weight.numel()
-        self.m = nn.Conv2d(c, 1, 1, bias=False); nn.init.constant_(self.m.weight, 1.0 / c)
-        self.w = nn.Parameter(ln.weight.detach().view(1,-1,1,1).clone()); self.b = nn.Parameter(ln.bias.detach().view(1,-1,1,1).clone()); self.eps = ln.eps
-    def forward(self, x):
-        d = x - self.m(x)
-        return d * torch.rsqrt(self.m(d * d) + self.eps) * self.w + self.b
 
-name = sys.argv[1] if len(sys.argv) > 1 else "anyir"
-threads = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-base = random_model(name)
-arch = get_architecture(base)
-variants = {"layernorm": None, "reducemean": LNReduce, "conv-mean": LNConv}
-sess = {}
-tmp = tempfile.mkdtemp(prefix="anyir-ln-")
-for v, cls in variants.items():
-    m = copy.deepcopy(base)
-    if cls: replace_modules(m, LayerNorm2d, cls)
-    p = f"{tmp}/{name}-{v}.onnx"
-    onnx_export.trace(m, p, "fold")
-    so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
-    sess[v] = ort.InferenceSession(p, so, providers=["CPUExecutionProvider"])
-for size in (224, 512):
-    x = bench_input(size)
-    xp = np.ascontiguousarray(x)
-    outs = {v: s.run(None, {s.get_inputs()[0].name: xp})[0] for v, s in sess.items()}
-    for v in outs: print(size, v, "max abs vs layernorm", float(np.abs(outs[v]-outs["layernorm"]).max()))
-    times = {v: [] for v in sess}
-    for r in range(5 if size == 224 else 3):
-        for v, s in sess.items():
-            t = time.perf_counter(); s.run(None, {s.get_inputs()[0].name: xp}); times[v].append(time.perf_counter() - t)
-    med = {v: statistics.median(t) * 1000 for v, t in times.items()}
-    print(size, {v: f"{m:.0f} ms ({m / med['layernorm']:.3f})" for v, m in med.items()}, flush=True)
+class _Affine(nn.Module):
+    def __init__(self, ln: LayerNorm2d):
+        super().__init__()
+        if ln.bias is None:
+            raise ValueError("only LayerNorm with bias (Restormer's 'WithBias') is rewritten here")
+        self.w = nn.Parameter(ln.weight.detach().view(1, -1, 1, 1).clone())
+        self.b = nn.Parameter(ln.bias.detach().view(1, -1, 1, 1).clone())
+        self.eps = ln.eps
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = x - self.mean(x)
+        return d * torch.rsqrt(self.mean(d * d) + self.eps) * self.w + self.b
+
+
+class ReduceMeanNorm(_Affine):
+    def mean(self, x):
+        return x.mean(1, keepdim=True)
+
+
+class ConvMeanNorm(_Affine):
+    def __init__(self, ln: LayerNorm2d, broadcast: bool):
+        super().__init__(ln)
+        c = ln.weight.numel()
+        self.m = nn.Conv2d(c, c if broadcast else 1, 1, bias=False)
+        nn.init.constant_(self.m.weight, 1.0 / c)
+
+    def mean(self, x):
+        return self.m(x)
+
+
+def _below(channels: int):
+    """ReduceMeanNorm for the LayerNorms of fewer than ``channels`` channels, the node elsewhere."""
+    return lambda ln: ReduceMeanNorm(ln) if ln.weight.numel() < channels else ln
+
+
+MAKE = {"reducemean": ReduceMeanNorm, "conv-mean": lambda ln: ConvMeanNorm(ln, False),
+        "conv-mean-cc": lambda ln: ConvMeanNorm(ln, True), "reducemean-c<32": _below(32), "reducemean-c<64": _below(64)}
+
+
+def export_variant(model, variant: str, folder: Path) -> Path:
+    """``model`` with every LayerNorm2d (with bias) replaced, exported (``trace`` applies the
+    CPU deploy form, which leaves the norms alone)."""
+    net = copy.deepcopy(model)
+    if variant != "layernorm":
+        replace_modules(net, LayerNorm2d, MAKE[variant])
+    path = folder / f"{variant.replace('<', '-lt')}.onnx"
+    onnx_export.trace(net.eval(), str(path), "fold")
+    onnx_export.finalize(str(path), {})
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="anyir-tiny,anyir", help="comma-separated configurations (random weights)")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help=f"comma-separated subset of {', '.join(VARIANTS)} (layernorm is always measured: the reference)")
+    timing_arguments(ap, runs=5, out=str(RESULTS / "layernorm-variants"))
+    a = ap.parse_args(argv)
+    variants = chosen_variants(ap, a.variants, VARIANTS)
+    meta = {"cpu": cpu_info()["model"], "when": started(), "runs": a.runs, "onnxruntime": ort.__version__,
+            "torch": torch.__version__, "weights": "random (anyir_edge.bench.random_model, seed 0)"}
+    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="anyir-ln-"))
+    for name in a.models.split(","):
+        model = random_model(name)
+        folder = tmp / name
+        folder.mkdir()
+        paths = {}
+        for v in variants:
+            t = time.time()
+            paths[v] = export_variant(model, v, folder)
+            print(f"{name} {v}: exported in {time.time() - t:.0f} s", flush=True)
+        for threads in a.threads:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+            sess = {v: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for v, p in paths.items()}
+            rows += size_rows({v: ort_runner(s) for v, s in sess.items()}, a.sizes, a.runs, "layernorm", model=name,
+                              threads=threads)
+            del sess
+    write_results(a.out, "layernorm_variants.py", argv, meta, rows, variants,
+                  "Channel LayerNorm forms on ONNX Runtime",
+                  f"ONNX Runtime {ort.__version__}; medians of {a.runs} interleaved runs after a warm-up; random weights. "
+                  "Ratio = latency / the shipped form's (Transpose, LayerNormalization, Transpose; see the script's docstring).")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
