@@ -12,6 +12,7 @@ ANYIR_CPP_BUILD_DIR reuses an existing build directory (default: a fresh one und
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -253,6 +254,47 @@ def test_app_warns_when_the_certificate_describes_another_engine(build, models, 
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr
         assert sum("warning:" in ln for ln in p.stderr.splitlines()) == int(warns), (named, p.stderr)
+
+
+def test_pte_only_build_like_an_android_app(build, models, tmp_path_factory, tmp_path):
+    """The configuration docs/mobile.md gives for an Android app that runs .pte files only:
+    ``ANYIR_WITH_ONNXRUNTIME=0 ANYIR_WITH_OPENVINO=0 build.sh`` builds without fetching or linking
+    ONNX Runtime, lists ExecuTorch as its only backend, refuses a .onnx in one line, passes the
+    unit tests' model and C ABI checks on the .pte, and restores a photo exactly as the full build."""
+    if "executorch" not in models:
+        pytest.skip("executorch is not installed")
+    env = dict(os.environ, PYTHON=sys.executable, JOBS="2", BUILD_TYPE="None", ANYIR_WITH_ONNXRUNTIME="0",
+               ANYIR_WITH_OPENVINO="0", BUILD_DIR=str(tmp_path_factory.mktemp("cpp-pte-only")))
+    p = subprocess.run(["bash", str(CPP / "build.sh")], env=env, capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, f"build.sh failed:\n{p.stderr[-4000:]}"
+    assert "building without the ONNX Runtime backend" in p.stderr
+    app = Path(p.stdout.strip().splitlines()[-1])
+    lib = next(app.parent.glob("libanyir_runtime.so*"))
+    dynamic = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True).stdout
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic)
+    # (the executorch wheel's CMake config also links its own OpenVINO *delegate*,
+    # libexecutorch_backend_openvino.so, which loads OpenVINO only if a program asks for it)
+    assert "libexecutorch.so" in needed and not any(n.startswith(("libonnxruntime", "libopenvino")) for n in needed), needed
+    t = subprocess.run([str(app.parent / "anyir_runtime_tests"), "--pte", str(models["executorch"])],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert t.returncode == 0, t.stdout[-3000:] + t.stderr[-3000:]
+    assert "backends: executorch\n" in t.stdout
+    for what in ("onnxruntime not built", "zero-size image", "NaN pixel", "overlap vs tile"):
+        assert f"ok   {what}" in t.stdout, t.stdout
+    assert "model executorch:" in t.stdout and "PASSED" in t.stdout
+    src = ASSETS / "colorfulcups_128x128.png"  # over the program's bound of 64: tiled
+    outs = []
+    for exe in (app, build / "anyir-restore-cpp"):
+        out = tmp_path / f"{exe.parent.name}.png"
+        r = subprocess.run([str(exe), str(src), str(out), "--model", str(models["executorch"]), "--threads", "1", "-q"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        outs.append(_rgb(out))
+    assert np.array_equal(outs[0], outs[1])
+    r = subprocess.run([str(app), str(src), str(tmp_path / "o.png"), "--model", str(models["onnxruntime"]), "-q"],
+                       capture_output=True, text=True, timeout=120)
+    errors = [ln for ln in r.stderr.splitlines() if "error:" in ln]
+    assert r.returncode != 0 and len(errors) == 1 and "without ONNX Runtime" in errors[0], r.stderr
 
 
 def test_bench_profile_groups_libraries_by_side():

@@ -24,8 +24,9 @@
 #
 # Environment: PYTHON (default: the project's .venv/bin/python, else python3), BUILD_DIR,
 # JOBS (default 2), BUILD_TYPE (CMake's; default Release; the tests use None: no optimisation,
-# a faster compile, the same results), ORT_INCLUDE_DIR, ANYIR_WITH_OPENVINO=0 to skip OpenVINO, ANYIR_WITH_EXECUTORCH=0 to
-# skip ExecuTorch.
+# a faster compile, the same results), ORT_INCLUDE_DIR, ANYIR_WITH_ONNXRUNTIME=0 to build without ONNX Runtime
+# (steps 2 and 3 skipped: the configuration of an Android app that runs .pte files only),
+# ANYIR_WITH_OPENVINO=0 to skip OpenVINO, ANYIR_WITH_EXECUTORCH=0 to skip ExecuTorch.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -57,6 +58,8 @@ if ((${#missing[@]})); then
   fi
 fi
 
+ORT_ARGS=(-DANYIR_WITH_ONNXRUNTIME=OFF)
+if [[ "${ANYIR_WITH_ONNXRUNTIME:-1}" != 0 ]]; then
 # ---------------------------------------------------------------- 2. ONNX Runtime headers
 ORT_PKG=libonnxruntime-dev
 ORT_DEB_URL="http://deb.debian.org/debian/pool/main/o/onnxruntime/libonnxruntime-dev_1.21.0%2Bdfsg-1_amd64.deb"
@@ -129,6 +132,10 @@ mkdir -p "$TP/onnxruntime/lib"
 ln -sfn "$ORT_WHEEL_LIB" "$TP/onnxruntime/lib/libonnxruntime.so.1"
 ln -sfn libonnxruntime.so.1 "$TP/onnxruntime/lib/libonnxruntime.so"
 say "onnxruntime: headers $ORT_INCLUDE_DIR, library $ORT_WHEEL_LIB (wheel $ORT_VERSION)"
+ORT_ARGS=(-DANYIR_WITH_ONNXRUNTIME=ON "-DORT_INCLUDE_DIR=$ORT_INCLUDE_DIR" "-DORT_LIBRARY=$TP/onnxruntime/lib/libonnxruntime.so.1")
+else
+  say "onnxruntime: ANYIR_WITH_ONNXRUNTIME=0: building without the ONNX Runtime backend (as for an Android .pte-only app)"
+fi
 
 # ---------------------------------------------------------------- 4. OpenVINO (wheel)
 OV_ARGS=(-DANYIR_WITH_OPENVINO=OFF)
@@ -159,8 +166,7 @@ fi
 # ---------------------------------------------------------------- 5. configure + build
 mkdir -p "$BUILD_DIR"
 cmake -S "$HERE" -B "$BUILD_DIR" "-DCMAKE_BUILD_TYPE=$BUILD_TYPE" \
-  "-DORT_INCLUDE_DIR=$ORT_INCLUDE_DIR" "-DORT_LIBRARY=$TP/onnxruntime/lib/libonnxruntime.so.1" \
-  "${OV_ARGS[@]}" "${ET_ARGS[@]}" ${TENSORRT_ROOT:+"-DTENSORRT_ROOT=$TENSORRT_ROOT"} >"$BUILD_DIR/configure.log" 2>&1 \
+  "${ORT_ARGS[@]}" "${OV_ARGS[@]}" "${ET_ARGS[@]}" ${TENSORRT_ROOT:+"-DTENSORRT_ROOT=$TENSORRT_ROOT"} >"$BUILD_DIR/configure.log" 2>&1 \
   || { cat "$BUILD_DIR/configure.log" >&2; die "cmake configure failed"; }
 grep -E '^-- anyir:' "$BUILD_DIR/configure.log" >&2 || true
 set +e

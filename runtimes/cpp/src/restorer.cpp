@@ -523,6 +523,9 @@ std::vector<std::string> Restorer::backends() {
 #ifdef ANYIR_WITH_TENSORRT
   b.push_back("tensorrt");
 #endif
+#ifdef ANYIR_WITH_EXECUTORCH
+  b.push_back("executorch");
+#endif
   return b;
 }
 
