@@ -73,6 +73,37 @@ def size_rows(engines: dict[str, Callable[[np.ndarray], np.ndarray]], sizes, run
     return rows
 
 
+def ort_variant_rows(models: list[str], variants: list[str], export_variant: Callable, threads: list[int], sizes,
+                     runs: int, label: str, prefix: str) -> list[dict]:
+    """Each configuration of ``models`` (random weights) exported once per variant by
+    ``export_variant(model, variant, folder) -> path``, then timed in ONNX Runtime: at each thread
+    count one session per variant, :func:`size_rows` with ``label`` naming the reference."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    from anyir_edge.bench import random_model
+
+    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    for name in models:
+        model = random_model(name)
+        folder = tmp / name
+        folder.mkdir()
+        paths = {}
+        for v in variants:
+            t = time.time()
+            paths[v] = export_variant(model, v, folder)
+            print(f"{name} {v}: exported in {time.time() - t:.0f} s", flush=True)
+        for n in threads:
+            so = ort.SessionOptions()
+            so.intra_op_num_threads, so.inter_op_num_threads = n, 1
+            sess = {v: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for v, p in paths.items()}
+            rows += size_rows({v: ort_runner(s) for v, s in sess.items()}, sizes, runs, label, model=name, threads=n)
+            del sess
+    return rows
+
+
 def ort_runner(session) -> Callable[[np.ndarray], np.ndarray]:
     """An onnxruntime session as a function of its one input."""
     name = session.get_inputs()[0].name

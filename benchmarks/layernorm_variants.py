@@ -29,16 +29,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import tempfile
-import time
 from pathlib import Path
 
 import onnxruntime as ort
 import torch
 from torch import nn
 
-from _variants import chosen_variants, ort_runner, size_rows, started, timing_arguments, write_results
-from anyir_edge.bench import random_model
+from _variants import chosen_variants, ort_variant_rows, started, timing_arguments, write_results
 from anyir_edge.export import onnx_export
 from anyir_edge.models.deploy import replace_modules
 from anyir_edge.models.layers import LayerNorm2d
@@ -112,24 +109,7 @@ def main(argv=None) -> int:
     variants = chosen_variants(ap, a.variants, VARIANTS)
     meta = {"cpu": cpu_info()["model"], "when": started(), "runs": a.runs, "onnxruntime": ort.__version__,
             "torch": torch.__version__, "weights": "random (anyir_edge.bench.random_model, seed 0)"}
-    rows = []
-    tmp = Path(tempfile.mkdtemp(prefix="anyir-ln-"))
-    for name in a.models.split(","):
-        model = random_model(name)
-        folder = tmp / name
-        folder.mkdir()
-        paths = {}
-        for v in variants:
-            t = time.time()
-            paths[v] = export_variant(model, v, folder)
-            print(f"{name} {v}: exported in {time.time() - t:.0f} s", flush=True)
-        for threads in a.threads:
-            so = ort.SessionOptions()
-            so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-            sess = {v: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for v, p in paths.items()}
-            rows += size_rows({v: ort_runner(s) for v, s in sess.items()}, a.sizes, a.runs, "layernorm", model=name,
-                              threads=threads)
-            del sess
+    rows = ort_variant_rows(a.models.split(","), variants, export_variant, a.threads, a.sizes, a.runs, "layernorm", "anyir-ln-")
     write_results(a.out, "layernorm_variants.py", argv, meta, rows, variants,
                   "Channel LayerNorm forms on ONNX Runtime",
                   f"ONNX Runtime {ort.__version__}; medians of {a.runs} interleaved runs after a warm-up; random weights. "
