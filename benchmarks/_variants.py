@@ -104,6 +104,34 @@ def ort_variant_rows(models: list[str], variants: list[str], export_variant: Cal
     return rows
 
 
+def ort_variants_main(argv, doc: str, script: str, known: tuple[str, ...], export_variant: Callable, out: str,
+                      title: str, ratio_note: str) -> int:
+    """The whole of a script that compares exported variants of the random-weight configurations
+    on ONNX Runtime (``layernorm_variants.py``, ``mobile_rewrites_ort.py``): its options (--models,
+    --variants, the timing ones), :func:`ort_variant_rows`, and the results written to ``out``;
+    ``known[0]`` is the reference, ``ratio_note`` says what it is."""
+    import onnxruntime as ort
+    import torch
+
+    from anyir_edge.runtime.backends import cpu_info
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="anyir-tiny,anyir", help="comma-separated configurations (random weights)")
+    ap.add_argument("--variants", default=",".join(known),
+                    help=f"comma-separated subset of {', '.join(known)} ({known[0]} is always measured: the reference)")
+    timing_arguments(ap, runs=5, out=out)
+    a = ap.parse_args(argv)
+    variants = chosen_variants(ap, a.variants, known)
+    meta = {"cpu": cpu_info()["model"], "when": started(), "runs": a.runs, "onnxruntime": ort.__version__,
+            "torch": torch.__version__, "weights": "random (anyir_edge.bench.random_model, seed 0)"}
+    rows = ort_variant_rows(a.models.split(","), variants, export_variant, a.threads, a.sizes, a.runs, known[0],
+                            f"anyir-{Path(script).stem}-")
+    write_results(a.out, script, argv, meta, rows, variants, title,
+                  f"ONNX Runtime {ort.__version__}; medians of {a.runs} interleaved runs after a warm-up; random weights. "
+                  f"Ratio = latency / {ratio_note}.")
+    return 0
+
+
 def ort_runner(session) -> Callable[[np.ndarray], np.ndarray]:
     """An onnxruntime session as a function of its one input."""
     name = session.get_inputs()[0].name

@@ -27,19 +27,16 @@ rounding (max abs difference to the shipped form printed).  Results:
 """
 from __future__ import annotations
 
-import argparse
 import copy
 from pathlib import Path
 
-import onnxruntime as ort
 import torch
 from torch import nn
 
-from _variants import chosen_variants, ort_variant_rows, started, timing_arguments, write_results
+from _variants import ort_variants_main
 from anyir_edge.export import onnx_export
 from anyir_edge.models.deploy import replace_modules
 from anyir_edge.models.layers import LayerNorm2d
-from anyir_edge.runtime.backends import cpu_info
 
 VARIANTS = ("layernorm", "reducemean", "conv-mean", "conv-mean-cc", "reducemean-c<32", "reducemean-c<64")
 RESULTS = Path(__file__).parent / "results"
@@ -100,21 +97,9 @@ def export_variant(model, variant: str, folder: Path) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="anyir-tiny,anyir", help="comma-separated configurations (random weights)")
-    ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help=f"comma-separated subset of {', '.join(VARIANTS)} (layernorm is always measured: the reference)")
-    timing_arguments(ap, runs=5, out=str(RESULTS / "layernorm-variants"))
-    a = ap.parse_args(argv)
-    variants = chosen_variants(ap, a.variants, VARIANTS)
-    meta = {"cpu": cpu_info()["model"], "when": started(), "runs": a.runs, "onnxruntime": ort.__version__,
-            "torch": torch.__version__, "weights": "random (anyir_edge.bench.random_model, seed 0)"}
-    rows = ort_variant_rows(a.models.split(","), variants, export_variant, a.threads, a.sizes, a.runs, "layernorm", "anyir-ln-")
-    write_results(a.out, "layernorm_variants.py", argv, meta, rows, variants,
-                  "Channel LayerNorm forms on ONNX Runtime",
-                  f"ONNX Runtime {ort.__version__}; medians of {a.runs} interleaved runs after a warm-up; random weights. "
-                  "Ratio = latency / the shipped form's (Transpose, LayerNormalization, Transpose; see the script's docstring).")
-    return 0
+    return ort_variants_main(argv, __doc__, "layernorm_variants.py", VARIANTS, export_variant, str(RESULTS / "layernorm-variants"),
+                             "Channel LayerNorm forms on ONNX Runtime",
+                             "the shipped form's (Transpose, LayerNormalization, Transpose; see the script's docstring)")
 
 
 if __name__ == "__main__":

@@ -25,21 +25,18 @@ to the CPU form printed).  Results: ``benchmarks/results/mobile-rewrites-ort.{md
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import importlib
 from pathlib import Path
 
-import onnxruntime as ort
 import torch
 
-from _variants import chosen_variants, ort_variant_rows, started, timing_arguments, write_results
+from _variants import ort_variants_main
 from anyir_edge.export import onnx_export
 from anyir_edge.models import get_architecture
 from anyir_edge.models.deploy import replace_modules
 from anyir_edge.models.layers import channel_attention
-from anyir_edge.runtime.backends import cpu_info
 
 M = importlib.import_module("anyir_edge.models.anyir.mobile")  # the package exports a function of that name
 VARIANTS = ("cpu", "folds", "blocks", "+resample", "+split-7x7", "mobile")
@@ -108,22 +105,9 @@ def export_variant(model, variant: str, folder: Path) -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="anyir-tiny,anyir", help="comma-separated configurations (random weights)")
-    ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help=f"comma-separated subset of {', '.join(VARIANTS)} (cpu is always measured: the reference)")
-    timing_arguments(ap, runs=5, out=str(RESULTS / "mobile-rewrites-ort"))
-    a = ap.parse_args(argv)
-    variants = chosen_variants(ap, a.variants, VARIANTS)
-    meta = {"cpu": cpu_info()["model"], "when": started(), "runs": a.runs, "onnxruntime": ort.__version__,
-            "torch": torch.__version__, "weights": "random (anyir_edge.bench.random_model, seed 0)"}
-    rows = ort_variant_rows(a.models.split(","), variants, export_variant, a.threads, a.sizes, a.runs, "cpu", "anyir-rewrites-")
-    write_results(a.out, "mobile_rewrites_ort.py", argv, meta, rows, variants,
-                  "AnyIR's mobile rewrites on ONNX Runtime, one at a time",
-                  f"ONNX Runtime {ort.__version__}; medians of {a.runs} interleaved runs after a warm-up; random weights. "
-                  "Ratio = latency / the CPU form's (what `anyir-export --to onnx` ships); each variant adds one rewrite "
-                  "to the one before (see the script's docstring).")
-    return 0
+    return ort_variants_main(argv, __doc__, "mobile_rewrites_ort.py", VARIANTS, export_variant, str(RESULTS / "mobile-rewrites-ort"),
+                             "AnyIR's mobile rewrites on ONNX Runtime, one at a time",
+                             "the CPU form's (what `anyir-export --to onnx` ships); each variant adds one rewrite to the one before (see the script's docstring)")
 
 
 if __name__ == "__main__":
