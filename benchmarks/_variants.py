@@ -1,5 +1,5 @@
 """What the scripts that compare *variants* of one engine share (``mobile_rewrites_ort.py``,
-``ort_session_settings.py``): the variant option, interleaved timing (a slow spell of the machine
+``layernorm_variants.py``, ``ort_session_settings.py``): the variant option, interleaved timing (a slow spell of the machine
 hits every variant alike) and the results written as JSON and a Markdown table."""
 from __future__ import annotations
 
