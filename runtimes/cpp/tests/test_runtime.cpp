@@ -148,10 +148,11 @@ void test_bad_images(const std::string& model, const char* label) {
   nt.tile = anyir::kNoTile;
   nt.memory_limit_mb = 0.001;
   const anyir::Restorer rn(model, nt);
-  // an ExecuTorch program is built for H, W up to a bound (64 for the tests' .pte): that refusal comes first
-  const bool bounded = std::string(label) == "executorch";
+  // an engine built for H, W up to a bound (anyir_edge.max_side: an ExecuTorch program) refuses that first
+  const std::string max_side = r.metadata("max_side");
   expect_error("no tiling over the limit", ErrorCode::Image,
-               bounded ? "larger than the 64 pixels this engine was built for and tiling is off" : "too large for the memory limit",
+               max_side.empty() ? "too large for the memory limit"
+                                : "larger than the " + max_side + " pixels this engine was built for and tiling is off",
                [&] { rn.restore(big.data(), 100, 100); });
   // stride: a padded buffer gives the packed result; tiny images (1x1, 3x2) work
   const int w = 13, h = 11;
