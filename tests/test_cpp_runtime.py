@@ -42,17 +42,22 @@ def _can_build() -> str | None:
 pytestmark = pytest.mark.skipif(_can_build() is not None, reason=_can_build() or "")
 
 
-@pytest.fixture(scope="module")
-def build(tmp_path_factory):
-    # BUILD_TYPE None: no optimisation flags, so the compile is quicker; the time of these tests is
-    # spent in the inference libraries, and the results are the same (no FMA on the x86-64 baseline)
-    env = dict(os.environ, PYTHON=sys.executable, JOBS="2", BUILD_TYPE=os.environ.get("ANYIR_CPP_BUILD_TYPE", "None"))
-    env["BUILD_DIR"] = os.environ.get("ANYIR_CPP_BUILD_DIR") or str(tmp_path_factory.mktemp("cpp-build"))
+def _build_sh(build_dir: str, **env) -> tuple[Path, str]:
+    """runtimes/cpp/build.sh into ``build_dir`` with ``env`` added; (the app it built, its stderr).
+    BUILD_TYPE None: no optimisation flags, so the compile is quicker; the time of these tests is
+    spent in the inference libraries, and the results are the same (no FMA on the x86-64 baseline)."""
+    env = dict(os.environ, PYTHON=sys.executable, JOBS="2", BUILD_TYPE=os.environ.get("ANYIR_CPP_BUILD_TYPE", "None"),
+               BUILD_DIR=build_dir, **env)
     p = subprocess.run(["bash", str(CPP / "build.sh")], env=env, capture_output=True, text=True, timeout=1200)
     assert p.returncode == 0, f"build.sh failed:\n{p.stderr[-4000:]}"
     app = Path(p.stdout.strip().splitlines()[-1])
     assert app.is_file() and os.access(app, os.X_OK), p.stdout
-    return app.parent
+    return app, p.stderr
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    return _build_sh(os.environ.get("ANYIR_CPP_BUILD_DIR") or str(tmp_path_factory.mktemp("cpp-build")))[0].parent
 
 
 @pytest.fixture(scope="module")
@@ -263,12 +268,8 @@ def test_pte_only_build_like_an_android_app(build, models, tmp_path_factory, tmp
     unit tests' model and C ABI checks on the .pte, and restores a photo exactly as the full build."""
     if "executorch" not in models:
         pytest.skip("executorch is not installed")
-    env = dict(os.environ, PYTHON=sys.executable, JOBS="2", BUILD_TYPE="None", ANYIR_WITH_ONNXRUNTIME="0",
-               ANYIR_WITH_OPENVINO="0", BUILD_DIR=str(tmp_path_factory.mktemp("cpp-pte-only")))
-    p = subprocess.run(["bash", str(CPP / "build.sh")], env=env, capture_output=True, text=True, timeout=1200)
-    assert p.returncode == 0, f"build.sh failed:\n{p.stderr[-4000:]}"
-    assert "building without the ONNX Runtime backend" in p.stderr
-    app = Path(p.stdout.strip().splitlines()[-1])
+    app, log = _build_sh(str(tmp_path_factory.mktemp("cpp-pte-only")), ANYIR_WITH_ONNXRUNTIME="0", ANYIR_WITH_OPENVINO="0")
+    assert "building without the ONNX Runtime backend" in log
     lib = next(app.parent.glob("libanyir_runtime.so*"))
     dynamic = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True).stdout
     needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dynamic)
