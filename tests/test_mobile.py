@@ -15,6 +15,7 @@ from anyir_edge.models.mobile import (
     fold_affine_into_conv,
     norm_parts,
     strided_downsample,
+    pixel_shuffle_deconv,
     transposed_upsample,
 )
 
@@ -41,6 +42,12 @@ def test_transposed_upsample_is_conv_then_pixel_shuffle():
     body = upsample(12)
     x = torch.randn(1, 12, 8, 10)
     assert psnr_db(transposed_upsample(body)(x), body(x)) > 120
+
+
+def test_pixel_shuffle_deconv_is_bit_exact():
+    y = torch.randn(1, 20, 7, 9)
+    with torch.no_grad():
+        assert torch.equal(pixel_shuffle_deconv(5)(y), nn.PixelShuffle(2)(y))
 
 
 @pytest.mark.parametrize("bias", [False, True])
