@@ -83,6 +83,36 @@ def test_batch_one_attention_keeps_normalizes_floor_for_a_zero_channel():
     assert psnr_db(ours, channel_attention(q, k, v, 2, t)) > 110
 
 
+def test_batch_one_attention_norms_from_means_equal_the_gram_diagonal():
+    q, k = torch.randn(1, 12, 10, 14), torch.randn(1, 12, 10, 14)
+    att = ChannelAttentionB1(12, 3)
+    (mq, mk), (gq, gk) = att.squared_norms(q, k), att.squared_norms(q, k, gram=True)
+    assert mq.shape == gq.shape == (3, 4, 1) and mk.shape == gk.shape == (3, 1, 4)
+    assert torch.allclose(mq, gq, rtol=1e-5) and torch.allclose(mk, gk, rtol=1e-5)
+
+
+def test_batch_one_attention_traced_with_symbolic_sizes_stays_right_at_other_sizes():
+    """With H and W symbolic the norms come from the Gram matrix: a norm from the mean times a
+    size that export had fixed would be silently wrong at every other size."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention, self.t = ChannelAttentionB1(8, 2), torch.rand(2, 1, 1) + 0.5
+
+        def forward(self, x):
+            return self.attention(x, 2 * x, x * x, self.t)
+
+    net = Net().eval()
+    h, w = torch.export.Dim("h", min=1, max=16), torch.export.Dim("w", min=1, max=16)
+    ep = torch.export.export(net, (torch.randn(1, 8, 16, 24),), dynamic_shapes=({2: 4 * h, 3: 4 * w},))
+    targets = {str(n.target) for n in ep.graph.nodes}
+    assert not any("mean" in t for t in targets)
+    for size in ((8, 40), (32, 4)):
+        x = torch.randn(1, 8, *size)
+        with torch.no_grad():
+            assert psnr_db(ep.module()(x), net(x)) > 110
+
+
 @pytest.mark.parametrize("centred", [True, False])
 def test_channel_norm_with_the_affine_in_the_next_conv_is_layernorm(centred):
     ln = LayerNorm2d(12, bias=centred)

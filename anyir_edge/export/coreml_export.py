@@ -40,7 +40,7 @@ INSTALL = "pip install anyir-edge[coreml]"
 DEPLOYMENT_TARGET = "iOS16"
 DEPLOYMENT_TARGET_OS = "iOS 16 / iPadOS 16 / macOS 13 / tvOS 16 / watchOS 9"
 #: MIL ops kept in FP32 in a ``--half`` program: the ones that sum over the image or over channels
-#: (matmul: the mobile form's Gram matrices and attention products run over H*W pixels, which
+#: (matmul: the mobile form's attention products run over H*W pixels, which
 #: overflows FP16 on large images), reductions, normalisation, softmax, powers and roots, exp/log;
 #: the ONNX FP16 block list's counterparts (:data:`anyir_edge.export.precision.fp16.FP16_BLOCK_OPS`)
 FP16_FP32_OPS = ("matmul", "reduce_mean", "reduce_sum", "reduce_sum_square", "reduce_l2_norm", "reduce_max",
