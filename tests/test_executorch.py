@@ -9,6 +9,7 @@ network is a small AnyIR (dim 8, one block per level; ``small_pte`` in conftest.
 takes a minute, not five.
 """
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -262,3 +263,37 @@ def test_the_authors_promptir_and_moce_ir_lower_whole_to_xnnpack(name, tmp_path)
     outside = set(cert["delegation"]["ops_outside_delegate"])
     routing = {"alias_copy", "full_like", "scatter.src", "select_copy.int", "topk"} if name.startswith("moce") else set()
     assert outside <= {"view_copy"} | routing, outside
+
+
+def test_profile_executorch_sums_xnnpacks_per_operator_times_by_class(sized_pte, pte, tmp_path, capsys):
+    """benchmarks/profile_executorch.py: the ETDump of each static method, XNNPACK's operators
+    summed by class (their sum within the delegate call's time); a program without static methods
+    and a file that is not a program are refused with a one-line argparse error."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "profile_executorch", Path(__file__).resolve().parents[1] / "benchmarks" / "profile_executorch.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(Path(spec.origin).parent))  # its `from _variants import ...`
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.pop(0)
+    assert mod.op_class("Convolution (NHWC, F32) DWConv") == "conv depthwise"
+    assert mod.op_class("Fully Connected (NC, F32) GEMM") == "conv 1x1"
+    assert mod.op_class("Deconvolution (NHWC, F32) Subconv2D") == "conv kxk"
+    assert mod.op_class("Batch Matrix Multiply (NC, F32) GEMM") == "matmul/attention"
+    assert mod.op_class("Sigmoid (NC)") == "element-wise"
+    out = tmp_path / "prof"
+    assert mod.main([str(sized_pte.path), "--threads", "1", "--runs", "2", "--out", str(out)]) == 0
+    doc = json.loads(out.with_suffix(".json").read_text())
+    (rec,) = doc["records"]
+    assert rec["size"] == [32, 32] and rec["threads"] == 1
+    assert {"conv 1x1", "conv depthwise", "matmul/attention"} <= set(rec["classes"])
+    assert 0 < rec["ops_ms"] <= rec["delegate_ms"] * 1.05 and rec["delegate_ms"] <= rec["execute_ms"] * 1.05
+    assert sum(c["ops"] for c in rec["classes"].values()) > 50
+    assert "| conv depthwise |" in out.with_suffix(".md").read_text()
+    for bad, msg in ((pte.path, "no static method"), (tmp_path / "prof.json", "not an ExecuTorch program")):
+        with pytest.raises(SystemExit) as e:
+            mod.main([str(bad), "--threads", "1"])
+        assert e.value.code == 2 and msg in capsys.readouterr().err
