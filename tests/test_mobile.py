@@ -14,8 +14,8 @@ from anyir_edge.models.mobile import (
     fast_depthwise,
     fold_affine_into_conv,
     norm_parts,
-    strided_downsample,
     pixel_shuffle_deconv,
+    strided_downsample,
     transposed_upsample,
 )
 
