@@ -86,7 +86,7 @@ def test_batch_one_attention_keeps_normalizes_floor_for_a_zero_channel():
 def test_batch_one_attention_norms_from_means_equal_the_gram_diagonal():
     q, k = torch.randn(1, 12, 10, 14), torch.randn(1, 12, 10, 14)
     att = ChannelAttentionB1(12, 3)
-    (mq, mk), (gq, gk) = att.squared_norms(q, k), att.squared_norms(q, k, gram=True)
+    (mq, mk), (gq, gk) = att.norms_from_means(q, k), att.norms_from_gram(q.reshape(3, 4, -1), k.reshape(3, 4, -1))
     assert mq.shape == gq.shape == (3, 4, 1) and mk.shape == gk.shape == (3, 1, 4)
     assert torch.allclose(mq, gq, rtol=1e-5) and torch.allclose(mk, gk, rtol=1e-5)
 

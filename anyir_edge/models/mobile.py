@@ -186,23 +186,24 @@ class ChannelAttentionB1(Float32Only, nn.Module):
         self.register_buffer("ones_col", torch.ones(heads, c, 1), persistent=False)
         self.register_buffer("ones_row", torch.ones(heads, 1, c), persistent=False)
 
-    def squared_norms(self, q, k, gram: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """(|q_i|^2 as (heads, c, 1), |k_j|^2 as (heads, 1, c)); ``gram``: from q q^T and k k^T
-        whatever the sizes."""
+    def norms_from_means(self, q, k) -> tuple[torch.Tensor, torch.Tensor]:
+        """(|q_i|^2 as (heads, c, 1), |k_j|^2 as (heads, 1, c)) from (1, C, H, W) q and k with
+        H, W numbers: H * W times the mean of the squares over the image."""
         h, c = self.heads, self.c
-        pixels = q.shape[2] * q.shape[3]
-        if isinstance(pixels, int) and not gram:
-            n = float(pixels)  # a float constant: an int one would be cast outside the delegate
-            return ((q * q).mean(dim=(2, 3), keepdim=True).reshape(h, c, 1) * n,
-                    (k * k).mean(dim=(2, 3), keepdim=True).reshape(h, 1, c) * n)
-        qf, kf = q.reshape(h, c, -1), k.reshape(h, c, -1)
+        n = float(q.shape[2] * q.shape[3])  # a float constant: an int one would be cast outside the delegate
+        return ((q * q).mean(dim=(2, 3), keepdim=True).reshape(h, c, 1) * n,
+                (k * k).mean(dim=(2, 3), keepdim=True).reshape(h, 1, c) * n)
+
+    def norms_from_gram(self, qf, kf) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same from (heads, c, H * W) qf and kf: the diagonals of qf qf^T and kf kf^T."""
         return (torch.bmm(torch.bmm(qf, qf.transpose(1, 2)) * self.eye, self.ones_col),
                 torch.bmm(self.ones_row, torch.bmm(kf, kf.transpose(1, 2)) * self.eye))
 
     def forward(self, q, k, v, temperature):
         h, c = self.heads, self.c
-        nq, nk = self.squared_norms(q, k)
         qf, kf, vf = q.reshape(h, c, -1), k.reshape(h, c, -1), v.reshape(h, c, -1)
+        static = isinstance(q.shape[2] * q.shape[3], int)  # symbolic under torch.export's dynamic shapes
+        nq, nk = self.norms_from_means(q, k) if static else self.norms_from_gram(qf, kf)
         logits = torch.bmm(qf, kf.transpose(1, 2))
         floor = self.eps * self.eps
         scale = torch.rsqrt(torch.clamp(nq, min=floor)) * torch.rsqrt(torch.clamp(nk, min=floor))
