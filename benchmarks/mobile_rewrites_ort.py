@@ -9,12 +9,14 @@ on ONNX Runtime, one at a time.  The whole mobile form as the ORT engine's form 
                        convolution, fusion + project_out as one convolution; no extra nodes
     blocks             the block rewrites only: q / k / v and GatedDA's expansion as separate
                        convolutions, LayerNorm's affine and the even / odd channel split folded
-                       into the convolutions that read it, fusion + project_out as one
-                       convolution of cat(a + s(g), g + s(a), a + g); LayerNorm, the 7x7
+                       into the convolutions that read it, fusion + project_out as two
+                       convolutions, of cat(a, g) and of its sigmoid, W_gate's concatenation
+                       as a sum of two convolutions; LayerNorm, the 7x7
                        depthwise and pixel (un)shuffle as in the CPU form
     +resample          ... and down / up sampling as one strided (transposed) convolution
     +split-7x7         ... and GatedDA's 7x7 depthwise as three 7x3 pieces
-    mobile             ... and LayerNorm as channel-mean convolutions: the whole mobile form
+    mobile             ... and LayerNorm as channel-mean convolutions, the output convolution as
+                       1x1 + one-hot depthwise + 1x1: the whole mobile form
 
 Each is exported like ``anyir-export --to onnx`` (TorchScript trace with --fft fold, onnxsim)
 and run by ONNX Runtime at 224 and 512 on a real photo crop; interleaved, median of N after a
@@ -80,7 +82,7 @@ def build(model, variant: str):
         return arch.deploy_copy(model, "mobile")
     # the mobile form with rewrites left out (its builder's options): LayerNorm kept throughout,
     # the 7x7 depthwise split from +split-7x7 on, the strided resamplers from +resample on
-    return M.mobile(arch.deploy_copy(model, "cpu"), keep_layernorm=True,
+    return M.mobile(arch.deploy_copy(model, "cpu"), keep_layernorm=True, narrow_output=False,
                     split_depthwise=variant == "+split-7x7", strided_resample=variant != "blocks").eval()
 
 

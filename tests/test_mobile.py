@@ -61,6 +61,19 @@ def test_split_depthwise_equals_the_7x7_kernel(bias):
     assert fast_depthwise(small) is small  # single-pass already
 
 
+@pytest.mark.parametrize("kernel,bias", [(3, True), (3, False), (5, True)])
+def test_narrow_output_conv_equals_the_convolution(kernel, bias):
+    from anyir_edge.models.mobile import narrow_output_conv
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(12, 3, kernel, padding=kernel // 2, bias=bias)
+    x = torch.randn(1, 12, 11, 9)
+    with torch.no_grad():
+        assert torch.allclose(narrow_output_conv(conv)(x), conv(x), atol=1e-5)
+    with pytest.raises(ValueError, match="stride 1"):
+        narrow_output_conv(nn.Conv2d(12, 3, 3, stride=2, padding=1))
+
+
 def test_split_depthwise_refuses_what_it_cannot_rewrite():
     with pytest.raises(ValueError):
         SplitDepthwise(nn.Conv2d(4, 4, 7, padding=3, stride=2, groups=4))
@@ -157,6 +170,33 @@ def test_anyir_mobile_form_equals_the_model(overrides):
         with torch.no_grad():
             assert psnr_db(mob.forward_padded(x), m.forward_padded(x)) > 100
     assert all(p1 is not p2 for p1, p2 in zip(m.parameters(), mob.parameters()))  # the model is untouched
+
+
+def test_anyir_fusion_regrouped_by_what_it_multiplies_equals_the_three_slot_projection():
+    from anyir_edge.models.anyir.mobile import fused_projection, fused_projection_pair
+
+    m = _randomised(bias=True)
+    attn = next(x for x in m.modules() if type(x).__name__ == "DegradationAttention")
+    with torch.no_grad():
+        attn.lam.fill_(0.3)
+        half = attn.project_out.out_channels // 2
+        a, g = torch.randn(1, half, 9, 7), torch.randn(1, half, 9, 7)
+        three = fused_projection(attn)(torch.cat([a + torch.sigmoid(g), g + torch.sigmoid(a), a + g], dim=1))
+        m1, m2 = fused_projection_pair(attn)
+        ag = torch.cat([a, g], dim=1)
+        assert torch.allclose(m1(ag) + m2(torch.sigmoid(ag)), three, atol=1e-5)
+
+
+def test_anyir_mobile_block_concatenates_only_a_and_g():
+    """Per block one concatenation of C channels (the attention's and GatedDA's halves); the form
+    had one of c + n channels before W_gate and one of 3C/2 before the fusion (XNNPACK copies each)."""
+    m = _randomised()
+    mob = get_architecture(m).deploy_copy(m, "mobile")
+    block = next(x for x in mob.modules() if type(x).__name__ == "MobileBlock")
+    dim = block.fuse_ag.out_channels
+    graph = torch.export.export(block, (torch.rand(1, dim, 16, 16),)).graph
+    cats = [n.meta["val"].shape[1] for n in graph.nodes if n.op == "call_function" and n.target == torch.ops.aten.cat.default]
+    assert cats == [dim]
 
 
 def test_architectures_without_a_mobile_form_fall_back_to_the_cpu_form():

@@ -35,6 +35,7 @@ from ..mobile import (
     fast_depthwise,
     fold_affine_into_conv,
     mobile_resample,
+    narrow_output_conv,
     norm_parts,
     split_rows,
 )
@@ -207,6 +208,7 @@ def mobile(model: MoCEIR, target: str | None = None) -> MoCEIR:
     replace_modules(model, EncoderBlock, _encoder_block)
     replace_modules(model, DecoderBlock, MobileDecoderBlock)
     model = replace_modules(model, Resample, mobile_resample)
+    model.output = narrow_output_conv(model.output)
     if target == "litert":
         for m in model.modules():
             if isinstance(m, PatchSpectralProduct):

@@ -25,7 +25,7 @@ from torch import nn
 
 from ..deploy import replace_modules
 from ..layers import Resample
-from ..mobile import MobileTransformerBlock, mobile_resample
+from ..mobile import MobileTransformerBlock, mobile_resample, narrow_output_conv
 from .model import Block, PromptGen, PromptIR
 
 
@@ -79,4 +79,5 @@ def mobile(model: PromptIR, target: str | None = None) -> PromptIR:
     ``target`` (Core ML: the prompt resize as matrices)."""
     replace_modules(model, Block, MobileTransformerBlock.from_block)
     replace_modules(model, PromptGen, lambda g: MobilePromptGen(g, resize_matrices=target == "coreml"))
+    model.output = narrow_output_conv(model.output)
     return replace_modules(model, Resample, mobile_resample)
