@@ -33,27 +33,40 @@ def chosen_variants(ap: argparse.ArgumentParser, text: str, known: tuple[str, ..
     return [v for v in known if v == known[0] or v in asked]
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
-    """{name: median milliseconds} of ``runs`` rounds, each calling every function once in order
-    (warm up before calling this)."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
+def interleaved_times(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, list[float]]:
+    """{name: milliseconds of each of ``runs`` rounds}; every round calls every function once,
+    starting one further along each round, so none always runs right after the same one (ONNX
+    Runtime's pool threads spin on after a run and slow whatever comes next on 2 cores).  Warm up
+    before calling this."""
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(runs):
+        for name in names[i % len(names):] + names[:i % len(names)]:
             t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(ts) * 1000 for name, ts in times.items()}
+            fns[name]()
+            times[name].append((time.perf_counter() - t) * 1000)
+    return times
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    """{name: median milliseconds} of :func:`interleaved_times`."""
+    return {name: statistics.median(ts) for name, ts in interleaved_times(fns, runs).items()}
 
 
 def compare_row(fns: dict[str, Callable[[], np.ndarray]], runs: int, label: str, **fields) -> dict:
     """One result row: every variant's output once (the warm-up, and its max abs difference to the
     first variant's), then the medians of ``runs`` interleaved rounds and their ratios to the
-    first's; ``label`` names the reference in the keys (``ratio_to_<label>``)."""
+    first's, and the median of the per-round ratios (paired: a round's ratio sees the machine as
+    it was during that round, so a slow spell moves it less); ``label`` names the reference in the
+    keys (``ratio_to_<label>``, ``paired_ratio_to_<label>``)."""
     outs = {v: f() for v, f in fns.items()}
-    med = interleaved_medians(fns, runs)
+    times = interleaved_times(fns, runs)
+    med = {v: statistics.median(ts) for v, ts in times.items()}
     ref = next(iter(fns))
+    paired = {v: statistics.median(t / r for t, r in zip(ts, times[ref])) for v, ts in times.items()}
     return {**fields, "ms": {v: round(m, 1) for v, m in med.items()},
             f"ratio_to_{label}": {v: round(m / med[ref], 3) for v, m in med.items()},
+            f"paired_ratio_to_{label}": {v: round(p, 3) for v, p in paired.items()},
             f"max_abs_vs_{label}": {v: float(np.abs(o - outs[ref]).max()) for v, o in outs.items()}}
 
 
@@ -68,7 +81,8 @@ def size_rows(engines: dict[str, Callable[[np.ndarray], np.ndarray]], sizes, run
         x = np.ascontiguousarray(bench_input(size))
         row = compare_row({n: (lambda f=f: f(x)) for n, f in engines.items()}, runs, label, size=size, **fields)
         rows.append(row)
-        print(*fields.values(), size, {n: f"{m:.0f} ms ({row[f'ratio_to_{label}'][n]:.3f})" for n, m in row["ms"].items()},
+        print(*fields.values(), size, {n: f"{m:.0f} ms ({row[f'ratio_to_{label}'][n]:.3f}; paired "
+                                       f"{row[f'paired_ratio_to_{label}'][n]:.3f})" for n, m in row["ms"].items()},
               flush=True)
     return rows
 
@@ -155,7 +169,9 @@ def write_results(stem: str, script: str, argv, meta: dict, rows: list[dict], va
           "| model | threads | size | " + " | ".join(variants) + f" | max abs vs {ref} |",
           "|---|---|---|" + "---|" * len(variants) + "---|"]
     for r in rows:
-        cells = [f"{r['ms'][v]:.0f} ms ({r[f'ratio_to_{ref}'][v]:.3f})" for v in variants]
+        paired = r.get(f"paired_ratio_to_{ref}", {})
+        cells = [f"{r['ms'][v]:.0f} ms ({r[f'ratio_to_{ref}'][v]:.3f}" + (f"; paired {paired[v]:.3f})" if v in paired and v != ref else ")")
+                 for v in variants]
         md.append(f"| {r['model']} | {r['threads']} | {r['size']} | " + " | ".join(cells)
                   + f" | {max(r[f'max_abs_vs_{ref}'].values()):.1e} |")
     Path(stem + ".md").write_text("\n".join(md) + "\n")

@@ -45,8 +45,8 @@ def main(argv=None) -> int:
             r.close()
     out = a.out or str(Path(tempfile.mkdtemp(prefix="anyir-h2h-")) / "head-to-head")
     write_results(out, "engines_head_to_head.py", argv, meta, rows, names, "Engines head to head",
-                  f"medians of {a.runs} interleaved runs of `Restorer.forward` after a warm-up, in one process. "
-                  f"Ratio = latency / {names[0]}'s.", label="first")
+                  f"medians of {a.runs} interleaved runs of `Restorer.forward` after a warm-up, in one process, each round starting one engine further along. "
+                  f"Ratio = latency / {names[0]}'s; paired = the median of the per-round ratios.", label="first")
     return 0
 
 

@@ -278,3 +278,33 @@ def test_delegated_share_comes_from_the_engines_certificate(tmp_path):
     col = head.index("delegated %")
     assert et[col] == "98.8" and ort[col] == "-"
     assert "delegated %" not in B.markdown([dict(base, backend="onnxruntime")], None)
+
+
+def test_interleaved_rounds_rotate_and_pair_each_rounds_ratio(monkeypatch):
+    """benchmarks/_variants.py: each round starts one function further along (none always follows
+    the same one), and the paired ratio is the median of per-round ratios, which a slow spell
+    that hits every engine of a round leaves alone."""
+    import importlib.util
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location("_variants", folder / "_variants.py")
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.syspath_prepend(str(folder))
+    spec.loader.exec_module(mod)
+    order, clock = [], {"t": 0.0}
+    cost = {"ref": 1.0, "half": 0.5}
+    spell = {1: 10.0, 2: 10.0, 3: 10.0}  # rounds 1-3 of 0-4 run 10x slower throughout (-1: the warm-up)
+
+    def fn(name):
+        def run():
+            order.append(name)
+            clock["t"] += cost[name] * spell.get((len(order) - 1) // 2 - 1, 1.0)
+            return np.zeros(1)
+        return run
+
+    monkeypatch.setattr(mod.time, "perf_counter", lambda: clock["t"])
+    row = mod.compare_row({"ref": fn("ref"), "half": fn("half")}, 5, "ref")
+    assert order[2:] == ["ref", "half", "half", "ref", "ref", "half", "half", "ref", "ref", "half"]  # after the warm-up
+    assert row["paired_ratio_to_ref"] == {"ref": 1.0, "half": 0.5}
+    assert row["ms"] == {"ref": 10000.0, "half": 5000.0}  # medians: the slow rounds are the majority
