@@ -48,11 +48,6 @@ def interleaved_times(fns: dict[str, Callable[[], object]], runs: int) -> dict[s
     return times
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
-    """{name: median milliseconds} of :func:`interleaved_times`."""
-    return {name: statistics.median(ts) for name, ts in interleaved_times(fns, runs).items()}
-
-
 def compare_row(fns: dict[str, Callable[[], np.ndarray]], runs: int, label: str, **fields) -> dict:
     """One result row: every variant's output once (the warm-up, and its max abs difference to the
     first variant's), then the medians of ``runs`` interleaved rounds and their ratios to the
