@@ -162,8 +162,8 @@ def narrow_output_conv(conv: nn.Conv2d) -> nn.Sequential:
     each channel by its offset, zero outside the image as the padding is), and a 1x1 convolution
     summing the taps of each output (with the bias).  ``conv(x)_o(p) = sum_t (W_t x)_o(p + t)``:
     exact in real arithmetic.  XNNPACK's matrix kernels work in tiles of 8-16 output channels, so a
-    3-channel convolution leaves most of each tile idle; anyir-tiny's 32 -> 3 output convolution at 224x224 was its
-    slowest single operator (~4 ms, 1 thread, x86) and runs in about half that this way."""
+    3-channel convolution leaves most of each tile idle; anyir-tiny's 32 -> 3 output convolution at
+    224x224 was its slowest single operator (~4 ms, 1 thread, x86) and runs in about half that this way."""
     o, c, kh, kw = conv.weight.shape
     if conv.stride != (1, 1) or conv.groups != 1 or conv.dilation != (1, 1) or kh % 2 == 0 or kw % 2 == 0 \
             or conv.padding != (kh // 2, kw // 2):
